@@ -1,0 +1,305 @@
+"""Datasets and their protocols, registered by name.
+
+A :class:`DatasetSpec` knows where its data lives, how to split it (seeded) and the mAP
+cut-off K of its protocol; ``load`` returns a :class:`HashingDataset` whose labels and
+split are available at once and whose pixels are decoded on first use.
+
+Built-in names: ``digits`` (the embedded default), ``cifar10``, ``cifar10-1``,
+``cifar10-2``, ``imagenet100``, ``coco``, ``nuswide21``; and two patterns that take a
+folder: ``listfile:DIR`` (DeepHash-style list files) and ``imagefolder:DIR``
+(``train/<class>/*`` and ``test/<class>/*``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hashbench.data.images import FileImages, ImageStore, TensorImages
+from hashbench.data.protocols import Split, sample_per_class
+from hashbench.data.sources import (
+    cached_pixels,
+    load_torchvision_cifar10,
+    read_list_file,
+    scan_tar,
+    scan_tree,
+)
+from hashbench.registry import DATASETS, UnknownNameError
+from hashbench.validation import HashbenchError
+
+
+@dataclass
+class HashingDataset:
+    """Labels, split and (lazily) pixels of one dataset under one protocol."""
+
+    name: str
+    labels: torch.Tensor  # (N, C) float32 multi-hot
+    split: Split
+    topk: int | None
+    class_names: list[str]
+    source: str
+    split_seed: int
+    load_images: Callable[[], ImageStore] = field(repr=False)
+
+    @cached_property
+    def images(self) -> ImageStore:
+        return self.load_images()
+
+    @property
+    def num_classes(self) -> int:
+        return self.labels.shape[1]
+
+    @property
+    def multi_label(self) -> bool:
+        return bool((self.labels.sum(1) > 1).any())
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "split_seed": self.split_seed,
+            "sizes": self.split.sizes(),
+            "topk": self.topk,
+            "num_classes": self.num_classes,
+            "multi_label": self.multi_label,
+            "split_digest": self.split.digest(),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: ``load(data_root, split_seed)`` and its config defaults."""
+
+    name: str
+    summary: str
+    load: Callable[[Path, int], HashingDataset]
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("HASHBENCH_DATA", "data"))
+
+
+def one_hot(class_ids: np.ndarray, num_classes: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.as_tensor(class_ids), num_classes).float()
+
+
+# --- digits: the embedded default --------------------------------------------------------
+
+DIGITS_QUERY_PER_CLASS = 20
+
+
+def _load_digits(_root: Path, seed: int) -> HashingDataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    class_ids = digits.target.astype(np.int64)
+    parts = sample_per_class(class_ids, {"query": DIGITS_QUERY_PER_CLASS}, seed)
+    pixels = torch.from_numpy((digits.images * (255 / 16)).round().astype(np.uint8))
+    return HashingDataset(
+        name="digits",
+        labels=one_hot(class_ids, 10),
+        split=Split(train=parts["rest"], query=parts["query"], database=parts["rest"]),
+        topk=None,
+        class_names=[str(d) for d in range(10)],
+        source="sklearn.datasets.load_digits",
+        split_seed=seed,
+        load_images=lambda: TensorImages(pixels[:, None].expand(-1, 3, -1, -1).contiguous()),
+    )
+
+
+DATASETS.register(
+    "digits",
+    DatasetSpec(
+        "digits",
+        "scikit-learn's bundled 8x8 digits (1,797 images, 10 classes); 200 queries, train = database",
+        _load_digits,
+        # A small CNN trained from scratch wants a larger step than fine-tuning recipes.
+        defaults={"backbone": "small_cnn", "weights": None, "image_size": 16, "optimizer": "adam",
+                  "lr": 1e-3, "backbone_lr_mult": 1.0, "weight_decay": 1e-5, "batch_size": 64,
+                  "epochs": 20, "scheduler": "none"},
+    ),
+)
+
+
+# --- CIFAR-10 and its three protocols ----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Cifar:
+    class_ids: np.ndarray
+    subsets: np.ndarray
+    class_names: list[str]
+    source: str
+    load_pixels: Callable[[], torch.Tensor]
+
+
+def _find_cifar10(root: Path) -> _Cifar:
+    if root.is_file():
+        tree = scan_tar(root)
+        return _Cifar(tree.class_ids, tree.subsets, tree.class_names, str(root), lambda: cached_pixels(tree, root))
+    for folder in (root, root / "cifar10", root / "cifar-10"):
+        if (folder / "cifar-10-batches-py").is_dir():
+            pixels, class_ids, subsets, names = load_torchvision_cifar10(folder)
+            return _Cifar(class_ids, subsets, names, str(folder), lambda pixels=pixels: pixels)
+        if (folder / "train").is_dir() and (folder / "test").is_dir():
+            tree = scan_tree(folder)
+            return _Cifar(tree.class_ids, tree.subsets, tree.class_names, str(folder),
+                          lambda tree=tree, folder=folder: cached_pixels(tree, folder))
+    tarballs = sorted([*root.glob("cifar10*.tar.gz"), *root.glob("cifar-10*.tar.gz")]) if root.is_dir() else []
+    if tarballs:
+        return _find_cifar10(tarballs[0])
+    raise HashbenchError(
+        f"CIFAR-10 not found under data root {root} (expected a .tar.gz of train/<class>/*.jpg and "
+        "test/<class>/*.jpg, such a folder, or torchvision's cifar-10-batches-py; set --data-root)"
+    )
+
+
+def _cifar_split(protocol: str, cifar: _Cifar, seed: int) -> tuple[Split, int]:
+    """The three CIFAR-10 protocols of DeepHash-pytorch, with their mAP cut-off K."""
+    if protocol == "cifar10-2":
+        train = np.flatnonzero(cifar.subsets == "train").astype(np.int64)
+        query = np.flatnonzero(cifar.subsets == "test").astype(np.int64)
+        return Split(train=train, query=query, database=train), len(train)
+    parts = sample_per_class(cifar.class_ids, {"query": 100, "train": 500}, seed)
+    if protocol == "cifar10":
+        database = parts["rest"]
+    else:  # cifar10-1: the training images are part of the database
+        database = np.sort(np.concatenate([parts["train"], parts["rest"]]))
+    return Split(train=parts["train"], query=parts["query"], database=database), len(database)
+
+
+def _cifar_loader(protocol: str) -> Callable[[Path, int], HashingDataset]:
+    def load(root: Path, seed: int) -> HashingDataset:
+        cifar = _find_cifar10(root)
+        split, topk = _cifar_split(protocol, cifar, seed)
+        return HashingDataset(
+            name=protocol,
+            labels=one_hot(cifar.class_ids, len(cifar.class_names)),
+            split=split,
+            topk=topk,
+            class_names=cifar.class_names,
+            source=cifar.source,
+            split_seed=seed,
+            load_images=lambda: TensorImages(cifar.load_pixels()),
+        )
+
+    return load
+
+
+_CIFAR_DEFAULTS = {"backbone": "mobilenet_v2"}
+for _name, _summary in {
+    "cifar10": "CIFAR-10: 100 query + 500 train per class; database = the other 54,000 (mAP@54000)",
+    "cifar10-1": "CIFAR-10: 1,000 query; database = the other 59,000; 5,000 train from it (mAP@59000)",
+    "cifar10-2": "CIFAR-10: query = 10,000 test images; train = database = 50,000 (mAP@50000)",
+}.items():
+    DATASETS.register(_name, DatasetSpec(_name, _summary, _cifar_loader(_name), defaults=_CIFAR_DEFAULTS))
+
+
+# --- list files (DeepHash-pytorch / HashNet format) --------------------------------------
+
+def _digest_files(*paths: Path) -> str:
+    sha = hashlib.sha256()
+    for path in paths:
+        sha.update(path.read_bytes())
+    return sha.hexdigest()[:16]
+
+
+def load_list_dataset(name: str, root: Path, topk: int | None, seed: int) -> HashingDataset:
+    """``train.txt``, ``test.txt`` (queries) and ``database.txt`` under ``root``."""
+    if not root.is_dir():
+        raise HashbenchError(f"data root for {name} not found: {root}")
+    files = {role: root / f"{stem}.txt" for role, stem in (("train", "train"), ("query", "test"),
+                                                            ("database", "database"))}
+    lists = {role: read_list_file(path, root) for role, path in files.items()}
+    widths = {role: lst.labels.shape[1] for role, lst in lists.items()}
+    if len(set(widths.values())) != 1:
+        raise HashbenchError(f"{root}: list files disagree on the number of labels: {widths}")
+    paths = [p for role in ("train", "query", "database") for p in lists[role].paths]
+    labels = np.concatenate([lists[role].labels for role in ("train", "query", "database")])
+    bounds = np.cumsum([0] + [len(lists[role].paths) for role in ("train", "query", "database")])
+    ranges = [np.arange(bounds[i], bounds[i + 1], dtype=np.int64) for i in range(3)]
+    return HashingDataset(
+        name=name,
+        labels=torch.from_numpy(labels),
+        split=Split(train=ranges[0], query=ranges[1], database=ranges[2]),
+        topk=topk,
+        class_names=[str(i) for i in range(labels.shape[1])],
+        source=f"{root} (lists {_digest_files(*files.values())})",
+        split_seed=seed,
+        load_images=lambda: FileImages(paths),
+    )
+
+
+def _list_preset(name: str, topk: int) -> Callable[[Path, int], HashingDataset]:
+    def load(root: Path, seed: int) -> HashingDataset:
+        folder = root if (root / "train.txt").is_file() else root / name
+        return load_list_dataset(name, folder, topk, seed)
+
+    return load
+
+
+for _name, _topk, _summary in (
+    ("imagenet100", 1000, "ImageNet-100 list files (train 10,000 / query 5,000 / database 128,503; mAP@1000)"),
+    ("coco", 5000, "MS-COCO list files, 80 labels multi-hot (mAP@5000)"),
+    ("nuswide21", 5000, "NUS-WIDE 21 most frequent concepts, multi-hot list files (mAP@5000)"),
+):
+    DATASETS.register(_name, DatasetSpec(_name, _summary, _list_preset(_name, _topk),
+                                         defaults={"backbone": "resnet50"}))
+
+
+def _load_image_folder(root: Path, seed: int) -> HashingDataset:
+    if not root.is_dir():
+        raise HashbenchError(f"image folder not found: {root}")
+    tree = scan_tree(root)
+    if set(tree.subsets) != {"train", "test"}:
+        raise HashbenchError(f"{root}: expected train/<class>/* and test/<class>/* subfolders")
+    train = np.flatnonzero(tree.subsets == "train").astype(np.int64)
+    query = np.flatnonzero(tree.subsets == "test").astype(np.int64)
+    return HashingDataset(
+        name=f"imagefolder:{root}",
+        labels=one_hot(tree.class_ids, len(tree.class_names)),
+        split=Split(train=train, query=query, database=train),
+        topk=None,
+        class_names=tree.class_names,
+        source=str(root),
+        split_seed=seed,
+        load_images=lambda: FileImages([root / m for m in tree.members]),
+    )
+
+
+PATTERNS: dict[str, DatasetSpec] = {
+    "listfile": DatasetSpec(
+        "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N)",
+        lambda root, seed: load_list_dataset(f"listfile:{root}", root, None, seed),
+    ),
+    "imagefolder": DatasetSpec(
+        "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries)",
+        _load_image_folder,
+    ),
+}
+
+
+def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
+    """The spec for ``name``; for ``pattern:DIR`` names also the folder they carry."""
+    prefix, sep, folder = name.partition(":")
+    if sep:
+        if prefix not in PATTERNS or not folder:
+            raise HashbenchError(f"unknown dataset pattern {name!r} (known: listfile:DIR, imagefolder:DIR)")
+        return PATTERNS[prefix], Path(folder)
+    try:
+        return DATASETS.get(name), None
+    except UnknownNameError as err:
+        raise HashbenchError(str(err)) from None
+
+
+def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0) -> HashingDataset:
+    spec, folder = get_dataset(name)
+    return spec.load(folder or data_root or default_data_root(), split_seed)

@@ -1,0 +1,133 @@
+"""Image stores and batch iteration.
+
+Two stores cover every dataset:
+
+* :class:`TensorImages` holds a small dataset (digits, CIFAR-10) decoded once as one
+  uint8 tensor; batches are slices, moved to the device and transformed there.
+* :class:`FileImages` decodes files on demand in DataLoader workers (large list-file
+  datasets), resized to a fixed ``load_size`` so batches stack; the device-side
+  transform is then the same as for tensors.
+
+Either way a batch reaches the runner as a uint8 ``(B, 3, H, W)`` tensor plus the
+positions of its items, and :class:`ImageTransform` does resizing, augmentation and
+normalisation on the device in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+from hashbench.validation import HashbenchError
+
+
+class TensorImages:
+    """All images in memory as a uint8 ``(N, 3, H, W)`` tensor."""
+
+    def __init__(self, pixels: torch.Tensor) -> None:
+        if pixels.dtype != torch.uint8 or pixels.ndim != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"expected a uint8 (N, 3, H, W) tensor; got {pixels.dtype} {tuple(pixels.shape)}")
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+
+def decode_image(path: Path, size: int) -> torch.Tensor:
+    """Decode one image file to a uint8 ``(3, size, size)`` tensor; a bad file names itself."""
+    try:
+        with Image.open(path) as img:
+            rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
+    except FileNotFoundError:
+        raise HashbenchError(f"missing image file: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise HashbenchError(f"corrupt or truncated image: {path} ({err})") from None
+    return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+class FileImages(Dataset):
+    """Image files decoded on demand, resized to ``load_size`` squares."""
+
+    def __init__(self, paths: Sequence[Path], load_size: int = 256) -> None:
+        self.paths = list(paths)
+        self.load_size = load_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+        return decode_image(self.paths[position], self.load_size), position
+
+
+ImageStore = TensorImages | FileImages
+
+
+def iterate_batches(
+    store: ImageStore,
+    indices: np.ndarray,
+    *,
+    batch_size: int,
+    device: torch.device,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(uint8 images on device, positions into indices)`` batches.
+
+    ``positions`` index into ``indices`` (i.e. they are 0..len(indices)-1), which is what
+    methods with a per-sample memory need. The order is a function of ``generator`` alone,
+    so a run resumed at an epoch boundary sees exactly the batches it would have seen.
+    """
+    order = torch.randperm(len(indices), generator=generator) if shuffle else torch.arange(len(indices))
+    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    non_blocking = device.type == "cuda"
+    if isinstance(store, TensorImages):
+        index_tensor = torch.as_tensor(indices)
+        for start in range(0, stop, batch_size):
+            positions = order[start : start + batch_size]
+            images = store.pixels[index_tensor[positions]]
+            yield images.to(device, non_blocking=non_blocking), positions
+        return
+    loader = DataLoader(
+        torch.utils.data.Subset(store, [int(indices[p]) for p in order[:stop]]),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=non_blocking,
+        persistent_workers=False,
+    )
+    for start, (images, _) in zip(range(0, stop, batch_size), loader, strict=True):
+        yield images.to(device, non_blocking=non_blocking), order[start : start + batch_size]
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    """uint8 batch -> normalised float batch at ``image_size``, with train-time flips.
+
+    Resizing happens on the device, after the copy, because the stored images are small
+    (32 px for CIFAR-10) and the backbone's input is large (224 px): copying the small
+    image and resizing there moves 49x less data.
+    """
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __call__(self, images: torch.Tensor, *, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = images.float().div_(255)
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.image_size)
+        if train:
+            flip = torch.rand(x.shape[0], generator=generator) < 0.5
+            x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+        mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
+        std = torch.tensor(self.std, device=x.device)[None, :, None, None]
+        return (x - mean) / std

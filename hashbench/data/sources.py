@@ -1,0 +1,175 @@
+"""Reading images and labels from where they live: sklearn's digits, image-folder trees,
+tarballs of such trees, torchvision's CIFAR-10 files and DeepHash-style list files.
+
+Decoded pixel arrays of small datasets are cached under ``HASHBENCH_CACHE`` (default
+``~/.cache/hashbench``) keyed by a fingerprint of the source, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from hashbench.storage import atomic_write
+from hashbench.validation import HashbenchError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".webp", ".tif", ".tiff")
+
+
+def cache_dir() -> Path:
+    path = Path(os.environ.get("HASHBENCH_CACHE", Path.home() / ".cache" / "hashbench"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class LabelledTree:
+    """Images of an image-folder tree: ``<subset>/<class>/<file>``, in sorted order."""
+
+    members: list[str]  # paths relative to the tree root (or tar member names)
+    class_ids: np.ndarray  # int64, index into class_names
+    subsets: np.ndarray  # subset name of each member
+    class_names: list[str]
+
+
+def _tree_from_names(names: list[str], where: str) -> LabelledTree:
+    rows = []
+    for name in names:
+        parts = Path(name).parts
+        if parts and parts[0] == ".":
+            parts = parts[1:]
+        if len(parts) == 3 and parts[2].lower().endswith(IMAGE_SUFFIXES):
+            rows.append((parts[0], parts[1], name))
+    if not rows:
+        raise HashbenchError(f"no images laid out as <subset>/<class>/<file> in {where}")
+    rows.sort()
+    class_names = sorted({cls for _, cls, _ in rows})
+    lookup = {cls: i for i, cls in enumerate(class_names)}
+    return LabelledTree(
+        members=[name for _, _, name in rows],
+        class_ids=np.array([lookup[cls] for _, cls, _ in rows], dtype=np.int64),
+        subsets=np.array([subset for subset, _, _ in rows]),
+        class_names=class_names,
+    )
+
+
+def scan_tree(root: Path) -> LabelledTree:
+    names = [str(p.relative_to(root)) for p in root.glob("*/*/*") if p.is_file()]
+    return _tree_from_names(names, str(root))
+
+
+def scan_tar(path: Path) -> LabelledTree:
+    with tarfile.open(path) as tar:
+        names = [m.name for m in tar.getmembers() if m.isfile()]
+    return _tree_from_names(names, str(path))
+
+
+def _decode_bytes(data: bytes, name: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise HashbenchError(f"corrupt or truncated image: {name} ({err})") from None
+
+
+def _stack(arrays: list[np.ndarray], where: str) -> np.ndarray:
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise HashbenchError(f"images in {where} differ in size ({sorted(shapes)[:3]}...); use a list file instead")
+    return np.stack(arrays).transpose(0, 3, 1, 2).copy()
+
+
+def fingerprint(path: Path) -> str:
+    """Cheap identity of a file or folder: path, size and mtime of the file or of every file."""
+    sha = hashlib.sha256(str(path.resolve()).encode())
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        st = f.stat()
+        sha.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return sha.hexdigest()[:16]
+
+
+def cached_pixels(tree: LabelledTree, source: Path) -> torch.Tensor:
+    """All images of ``tree`` as a uint8 (N, 3, H, W) tensor, decoded once and cached."""
+    cache = cache_dir() / f"pixels-{fingerprint(source)}.npy"
+    if cache.exists():
+        try:
+            pixels = np.load(cache, mmap_mode="r")
+            if pixels.shape[0] == len(tree.members):
+                return torch.from_numpy(np.ascontiguousarray(pixels))
+        except (ValueError, OSError):
+            pass  # a corrupt cache is rebuilt below
+    if source.is_file():
+        arrays = []
+        wanted = set(tree.members)
+        by_name: dict[str, np.ndarray] = {}
+        with tarfile.open(source) as tar:
+            for member in tar:
+                if member.name in wanted:
+                    by_name[member.name] = _decode_bytes(tar.extractfile(member).read(), f"{source}:{member.name}")
+        arrays = [by_name[name] for name in tree.members]
+    else:
+        arrays = [_decode_bytes((source / name).read_bytes(), str(source / name)) for name in tree.members]
+    pixels = _stack(arrays, str(source))
+    with atomic_write(cache, "wb") as handle:
+        np.save(handle, pixels)
+    return torch.from_numpy(pixels)
+
+
+def load_torchvision_cifar10(root: Path) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:
+    """torchvision's CIFAR10 python batches: pixels, class ids, subsets, class names."""
+    from torchvision.datasets import CIFAR10
+
+    parts = [CIFAR10(str(root), train=train, download=False) for train in (True, False)]
+    pixels = torch.from_numpy(np.concatenate([p.data for p in parts]).transpose(0, 3, 1, 2).copy())
+    class_ids = np.concatenate([np.asarray(p.targets, dtype=np.int64) for p in parts])
+    subsets = np.array(["train"] * len(parts[0]) + ["test"] * len(parts[1]))
+    return pixels, class_ids, subsets, list(parts[0].classes)
+
+
+@dataclass(frozen=True)
+class ListFile:
+    paths: list[Path]
+    labels: np.ndarray  # (N, C) float32 multi-hot
+
+
+def read_list_file(path: Path, image_root: Path, check_files: bool = True) -> ListFile:
+    """Parse a DeepHash/HashNet list file: ``relative/path l1 l2 ... lC`` per line.
+
+    Every line must have the same label width and 0/1 labels, and (when ``check_files``)
+    name an existing file; errors name the file and line.
+    """
+    if not path.is_file():
+        raise HashbenchError(f"missing list file: {path}")
+    paths: list[Path] = []
+    rows: list[list[float]] = []
+    width = None
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{number}"
+        if len(fields) < 2:
+            raise HashbenchError(f"{where}: expected an image path followed by 0/1 labels")
+        if width is None:
+            width = len(fields) - 1
+        elif len(fields) - 1 != width:
+            raise HashbenchError(f"{where}: {len(fields) - 1} labels, but earlier lines have {width}")
+        if any(v not in ("0", "1") for v in fields[1:]):
+            raise HashbenchError(f"{where}: labels must be 0 or 1; got {' '.join(fields[1:])}")
+        image = image_root / fields[0]
+        if check_files and not image.is_file():
+            raise HashbenchError(f"{where}: image file not found: {image}")
+        paths.append(image)
+        rows.append([float(v) for v in fields[1:]])
+    if not rows:
+        raise HashbenchError(f"{path}: the list file is empty")
+    return ListFile(paths=paths, labels=np.asarray(rows, dtype=np.float32))

@@ -1,0 +1,5 @@
+"""Evaluation: the one place where retrieval metrics are computed."""
+
+from hashbench.eval.retrieval import RetrievalResult, evaluate, mean_average_precision
+
+__all__ = ["RetrievalResult", "evaluate", "mean_average_precision"]
