@@ -27,6 +27,7 @@ from hashbench.data.images import FileImages, ImageStore, TensorImages
 from hashbench.data.protocols import Split, sample_per_class
 from hashbench.data.sources import (
     cached_pixels,
+    fingerprint,
     load_torchvision_cifar10,
     read_list_file,
     scan_tar,
@@ -45,7 +46,7 @@ class HashingDataset:
     split: Split
     topk: int | None
     class_names: list[str]
-    source: str
+    source: str  # where the data came from, with a fingerprint of its content
     split_seed: int
     load_images: Callable[[], ImageStore] = field(repr=False)
 
@@ -110,7 +111,7 @@ def _load_digits(_root: Path, seed: int) -> HashingDataset:
         split=Split(train=parts["rest"], query=parts["query"], database=parts["rest"]),
         topk=None,
         class_names=[str(d) for d in range(10)],
-        source="sklearn.datasets.load_digits",
+        source=f"sklearn.datasets.load_digits ({len(class_ids)} images)",
         split_seed=seed,
         load_images=lambda: TensorImages(pixels[:, None].expand(-1, 3, -1, -1).contiguous()),
     )
@@ -144,14 +145,16 @@ class _Cifar:
 def _find_cifar10(root: Path) -> _Cifar:
     if root.is_file():
         tree = scan_tar(root)
-        return _Cifar(tree.class_ids, tree.subsets, tree.class_names, str(root), lambda: cached_pixels(tree, root))
+        return _Cifar(tree.class_ids, tree.subsets, tree.class_names, f"{root} ({fingerprint(root)})",
+                      lambda: cached_pixels(tree, root))
     for folder in (root, root / "cifar10", root / "cifar-10"):
         if (folder / "cifar-10-batches-py").is_dir():
             pixels, class_ids, subsets, names = load_torchvision_cifar10(folder)
-            return _Cifar(class_ids, subsets, names, str(folder), lambda pixels=pixels: pixels)
+            return _Cifar(class_ids, subsets, names, f"{folder} ({fingerprint(folder)})",
+                          lambda pixels=pixels: pixels)
         if (folder / "train").is_dir() and (folder / "test").is_dir():
             tree = scan_tree(folder)
-            return _Cifar(tree.class_ids, tree.subsets, tree.class_names, str(folder),
+            return _Cifar(tree.class_ids, tree.subsets, tree.class_names, f"{folder} ({fingerprint(folder)})",
                           lambda tree=tree, folder=folder: cached_pixels(tree, folder))
     tarballs = sorted([*root.glob("cifar10*.tar.gz"), *root.glob("cifar-10*.tar.gz")]) if root.is_dir() else []
     if tarballs:
@@ -269,7 +272,7 @@ def _load_image_folder(root: Path, seed: int) -> HashingDataset:
         split=Split(train=train, query=query, database=train),
         topk=None,
         class_names=tree.class_names,
-        source=str(root),
+        source=f"{root} ({fingerprint(root)})",
         split_seed=seed,
         load_images=lambda: FileImages([root / m for m in tree.members]),
     )

@@ -70,7 +70,7 @@ ImageStore = TensorImages | FileImages
 
 
 def iterate_batches(
-    store: ImageStore,
+    store: ImageStore | torch.Tensor,
     indices: np.ndarray,
     *,
     batch_size: int,
@@ -80,7 +80,8 @@ def iterate_batches(
     num_workers: int = 0,
     drop_last: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(uint8 images on device, positions into indices)`` batches.
+    """Yield ``(rows on device, positions into indices)`` batches of an image store (uint8
+    images) or of a tensor of rows (cached features).
 
     ``positions`` index into ``indices`` (i.e. they are 0..len(indices)-1), which is what
     methods with a per-sample memory need. The order is a function of ``generator`` alone,
@@ -89,12 +90,12 @@ def iterate_batches(
     order = torch.randperm(len(indices), generator=generator) if shuffle else torch.arange(len(indices))
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
     non_blocking = device.type == "cuda"
-    if isinstance(store, TensorImages):
+    if isinstance(store, (TensorImages, torch.Tensor)):
+        rows = store.pixels if isinstance(store, TensorImages) else store
         index_tensor = torch.as_tensor(indices)
         for start in range(0, stop, batch_size):
             positions = order[start : start + batch_size]
-            images = store.pixels[index_tensor[positions]]
-            yield images.to(device, non_blocking=non_blocking), positions
+            yield rows[index_tensor[positions]].to(device, non_blocking=non_blocking), positions
         return
     loader = DataLoader(
         torch.utils.data.Subset(store, [int(indices[p]) for p in order[:stop]]),

@@ -1,0 +1,137 @@
+"""mAP tables in the layout of hashing papers, from the records alone.
+
+One row per method; column groups dataset x bits; each cell is mean +/- std over seeds with
+the number of seeds; the best cell of a column in bold, the second best underlined. Runs
+that failed or never finished are shown as such, never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+LONG_COLUMNS = ["method", "dataset", "bits", "seed", "metric", "value"]
+
+
+def long_form(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished run and metric: ``method,dataset,bits,seed,metric,value``."""
+    done = records[records["status"] == "done"]
+    metric_columns = [c for c in done.columns if c.startswith("metric.")]
+    if done.empty or not metric_columns:
+        return pd.DataFrame(columns=LONG_COLUMNS)
+    melted = done.melt(id_vars=["method", "dataset", "bits", "seed"], value_vars=metric_columns,
+                       var_name="metric", value_name="value").dropna(subset=["value"])
+    melted["metric"] = melted["metric"].str.removeprefix("metric.")
+    return melted.sort_values(["dataset", "bits", "method", "seed", "metric"])[LONG_COLUMNS].reset_index(drop=True)
+
+
+@dataclass
+class Cell:
+    mean: float | None
+    std: float | None
+    n: int
+    note: str = ""  # e.g. "1 failed"
+    rank: int | None = None  # 1 = best in its column, 2 = second
+
+
+@dataclass
+class MapTable:
+    methods: list[str]
+    columns: list[tuple[str, int]]  # (dataset, bits)
+    cells: dict[tuple[str, str, int], Cell]
+    captions: list[str]
+
+
+def map_table(records: pd.DataFrame, methods: list[str] | None = None) -> MapTable:
+    """Summarise the ``map`` metric of ``records`` (a :func:`hashbench.results.load_records` frame)."""
+    if methods is not None:
+        records = records[records["method"].isin(methods)]
+    methods = methods or sorted(records["method"].unique())
+    methods = [m for m in methods if m in set(records["method"])]
+    columns = sorted({(d, int(b)) for d, b in zip(records["dataset"], records["bits"], strict=True)})
+    cells: dict[tuple[str, str, int], Cell] = {}
+    for method in methods:
+        for dataset, bits in columns:
+            rows = records[(records["method"] == method) & (records["dataset"] == dataset) & (records["bits"] == bits)]
+            done = rows[rows["status"] == "done"]
+            values = done["metric.map"].to_numpy(dtype=float) if "metric.map" in done else np.array([])
+            unfinished = len(rows) - len(done)
+            note = f"{unfinished} {'failed' if (rows['status'] == 'failed').all() else 'unfinished'}" \
+                if unfinished else ""
+            cells[(method, dataset, bits)] = Cell(
+                mean=float(values.mean()) if len(values) else None,
+                std=float(values.std(ddof=1)) if len(values) > 1 else None,
+                n=len(values), note=note,
+            )
+    for dataset, bits in columns:
+        ranked = sorted((c.mean, m) for m in methods if (c := cells[(m, dataset, bits)]).mean is not None)
+        for rank, (_, method) in enumerate(reversed(ranked[-2:]), start=1):
+            if rank == 2 and len(ranked) < 3:
+                continue  # with two methods, "second best" is just "worst"
+            cells[(method, dataset, bits)].rank = rank
+    captions = []
+    for dataset in sorted({d for d, _ in columns}):
+        sub = records[(records["dataset"] == dataset) & (records["status"] == "done")]
+        ks = sorted({int(k) for k in sub["topk"].dropna()})
+        backbones = sorted({f"{b} ({w or 'random init'})" for b, w in zip(sub["backbone"], sub["weights"],
+                                                                           strict=True)})
+        captions.append(f"{dataset}: mAP@{'/'.join(map(str, ks)) or '?'}; backbone {', '.join(backbones) or '?'}")
+    return MapTable(methods, columns, cells, captions)
+
+
+def _cell_text(cell: Cell, style: str) -> str:
+    if cell.mean is None:
+        return cell.note or ("—" if style == "md" else "--")
+    pm = "±" if style == "md" else r"$\pm$"
+    spread = f" {pm} {cell.std:.4f}" if cell.std is not None else ""
+    text = f"{cell.mean:.4f}{spread} ({cell.n})"
+    if cell.note:
+        text += f" [{cell.note}]"
+    if cell.rank == 1:
+        return f"**{text}**" if style == "md" else rf"\textbf{{{text}}}"
+    if cell.rank == 2:
+        return f"<u>{text}</u>" if style == "md" else rf"\underline{{{text}}}"
+    return text
+
+
+def to_markdown(table: MapTable, title: str) -> str:
+    header = ["Method", *[f"{d} {b} bits" for d, b in table.columns]]
+    lines = [f"# {title}", "", *[f"- {c}" for c in table.captions],
+             "- cells: mean ± std over seeds (number of seeds); best per column in bold, second underlined", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
+    for method in table.methods:
+        cells = [_cell_text(table.cells[(method, d, b)], "md") for d, b in table.columns]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
+
+
+def to_latex(table: MapTable, title: str) -> str:
+    datasets = list(dict.fromkeys(d for d, _ in table.columns))
+    spans = [sum(1 for d, _ in table.columns if d == ds) for ds in datasets]
+    lines = [
+        r"% " + title + " (generated by hashbench report; needs \\usepackage{booktabs})",
+        *[r"% " + c for c in table.captions],
+        r"\begin{tabular}{l" + "c" * len(table.columns) + "}",
+        r"\toprule",
+        "Method & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{_tex_escape(ds)}}}"
+                                   for ds, n in zip(datasets, spans, strict=True)) + r" \\",
+    ]
+    start = 2
+    rules = []
+    for n in spans:
+        rules.append(rf"\cmidrule(lr){{{start}-{start + n - 1}}}")
+        start += n
+    lines.append("".join(rules))
+    lines.append(" & " + " & ".join(f"{b} bits" for _, b in table.columns) + r" \\")
+    lines.append(r"\midrule")
+    for method in table.methods:
+        cells = [_cell_text(table.cells[(method, d, b)], "tex") for d, b in table.columns]
+        lines.append(" & ".join([_tex_escape(method), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,80 @@
+"""Frozen-backbone features, computed once and cached on disk.
+
+The key covers everything that changes the features: the dataset's source (with its
+content fingerprint) and size, the backbone, its weights, the image size and the
+normalisation. A file whose key or checksum does not match is rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hashbench.data.datasets import HashingDataset
+from hashbench.data.images import ImageTransform, iterate_batches
+from hashbench.data.sources import cache_dir
+from hashbench.models.backbones import Backbone
+from hashbench.storage import atomic_write
+
+FEATURES_VERSION = 1
+
+
+def feature_key(dataset: HashingDataset, backbone_name: str, backbone: Backbone, transform: ImageTransform) -> str:
+    spec = {
+        "version": FEATURES_VERSION,
+        "source": dataset.source,
+        "items": int(dataset.labels.shape[0]),
+        "backbone": backbone_name,
+        "weights": backbone.weights,
+        "image_size": transform.image_size,
+        "mean": list(transform.mean),
+        "std": list(transform.std),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _checksum(features: torch.Tensor) -> str:
+    return hashlib.sha256(features.numpy().tobytes()).hexdigest()
+
+
+def _load_valid(path: Path, key: str) -> torch.Tensor | None:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        features = payload["features"]
+        if payload["key"] == key and _checksum(features) == payload["sha256"]:
+            return features
+    except Exception:  # torn, truncated or foreign file: rebuild
+        return None
+    return None
+
+
+def cached_features(
+    dataset: HashingDataset,
+    backbone_name: str,
+    backbone: Backbone,
+    transform: ImageTransform,
+    *,
+    device: torch.device,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    folder: Path | None = None,
+) -> tuple[torch.Tensor, bool]:
+    """Features of every image of ``dataset`` (CPU float32, (N, D)) and whether they came from the cache."""
+    key = feature_key(dataset, backbone_name, backbone, transform)
+    path = (folder or cache_dir()) / f"features-{key}.pt"
+    if path.exists() and (features := _load_valid(path, key)) is not None:
+        return features, True
+    module = backbone.module.to(device).eval()
+    chunks = []
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for images, _ in iterate_batches(dataset.images, np.arange(len(dataset.labels)), batch_size=batch_size,
+                                         device=device, num_workers=num_workers):
+            chunks.append(module(transform(images, train=False)).float().cpu())
+    features = torch.cat(chunks)
+    with atomic_write(path, "wb") as handle:
+        torch.save({"key": key, "sha256": _checksum(features), "features": features}, handle)
+    return features, False

@@ -1,0 +1,308 @@
+"""The one training loop, shared by every method.
+
+``execute`` runs one configuration into its folder of the results store: resume from a
+checkpoint when there is one, train for the configured epochs (the last epoch is reported:
+selecting an epoch on the queries would leak test data), encode queries and database,
+evaluate, and write the record and codes atomically. ``run_grid`` runs many, keeps going
+past a failed run and reports every failure at the end.
+
+Determinism: the batch order and augmentation of epoch e come from generators seeded by
+(seed, e) alone, so a run resumed at an epoch boundary replays exactly the batches an
+uninterrupted run would see; on the CPU the result is bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from hashbench.config import RunConfig
+from hashbench.data.datasets import HashingDataset
+from hashbench.data.images import ImageTransform, iterate_batches
+from hashbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from hashbench.engine.features import cached_features
+from hashbench.eval import evaluate
+from hashbench.method import HashMethod
+from hashbench.models.backbones import Backbone, build_backbone
+from hashbench.registry import METHODS
+from hashbench.results import (
+    CHECKPOINT,
+    LOG,
+    SCHEMA_VERSION,
+    archive_previous,
+    read_record,
+    run_dir,
+    save_codes,
+    versions,
+    write_record,
+)
+from hashbench.validation import HashbenchError, NonFiniteLossError
+
+EVAL_BATCH = 256
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HashbenchError("device must be auto or cpu here: no CUDA device is available; got 'cuda'")
+    return torch.device(name)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+class Encoder(nn.Module):
+    """Inputs -> features: images through the backbone, or rows of cached features."""
+
+    def __init__(self, backbone: Backbone, transform: ImageTransform, source: Any, *, frozen: bool,
+                 device: torch.device, num_workers: int) -> None:
+        super().__init__()
+        self.backbone = None if frozen else backbone.module
+        self.transform = transform
+        self.source = source  # an image store, or a (N, D) feature tensor when frozen
+        self.device = device
+        self.num_workers = num_workers
+        if self.backbone is not None and device.type == "cuda":
+            self.backbone.to(memory_format=torch.channels_last)
+
+    def batches(self, indices: np.ndarray, *, batch_size: int, shuffle: bool = False,
+                generator: torch.Generator | None = None, drop_last: bool = False
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iterate_batches(self.source, indices, batch_size=batch_size, device=self.device, shuffle=shuffle,
+                               generator=generator, num_workers=self.num_workers, drop_last=drop_last)
+
+    def features(self, inputs: torch.Tensor, *, train: bool, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+        if self.backbone is None:
+            return inputs
+        x = self.transform(inputs, train=train, generator=generator)
+        if x.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            return self.backbone(x).float()
+
+
+def build_optimizer(config: RunConfig, encoder: Encoder, method: HashMethod) -> torch.optim.Optimizer:
+    """Two parameter groups: the backbone at ``lr * backbone_lr_mult`` and the method's head(s) at ``lr``."""
+    groups = [{"params": [p for p in method.parameters() if p.requires_grad], "lr": config.lr}]
+    if encoder.backbone is not None and config.backbone_lr_mult > 0:
+        groups.append({"params": list(encoder.backbone.parameters()), "lr": config.lr * config.backbone_lr_mult})
+    elif encoder.backbone is not None:
+        encoder.backbone.requires_grad_(False)
+    common = {"weight_decay": config.weight_decay}
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=config.momentum, **common)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, **common)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, **common)
+    return torch.optim.Adam(groups, **common)
+
+
+def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+@torch.no_grad()
+def encode(encoder: Encoder, method: HashMethod, indices: np.ndarray) -> np.ndarray:
+    """Binary codes (bool, (N, bits)) of the items at ``indices``."""
+    encoder.eval()
+    method.eval()
+    out = []
+    for inputs, _ in encoder.batches(indices, batch_size=EVAL_BATCH):
+        out.append((method.codes(method(encoder.features(inputs, train=False))) >= 0).cpu())
+    return torch.cat(out).numpy()
+
+
+class RunLog:
+    """Lines go to ``log.txt`` in the run folder (appended, so a resumed run keeps its past)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / LOG
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self.path.open("a") as handle:
+            handle.write(f"{stamp} {message}\n")
+
+
+def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset) -> dict[str, Any]:
+    """Train one configuration and return its record (status ``done``)."""
+    log = RunLog(folder)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    method_cls = METHODS.get(config.method)
+    backbone = build_backbone(config.backbone, config.weights, config.weights_path)
+    transform = ImageTransform(config.image_size or backbone.image_size, backbone.mean, backbone.std)
+    timing: dict[str, Any] = {"started_at": started, "features_s": 0.0}
+    if config.frozen_backbone:
+        t0 = time.perf_counter()
+        source, from_cache = cached_features(dataset, config.backbone, backbone, transform, device=device,
+                                             num_workers=config.num_workers)
+        source = source.to(device)
+        timing.update(features_s=time.perf_counter() - t0, features_cached=from_cache)
+    else:
+        source = dataset.images
+    encoder = Encoder(backbone, transform, source, frozen=config.frozen_backbone, device=device,
+                      num_workers=config.num_workers).to(device)
+    split = dataset.split
+    torch.manual_seed(config.seed)
+    method: HashMethod = method_cls(feature_dim=backbone.feature_dim, bits=config.bits,
+                                    num_classes=dataset.num_classes, num_train=len(split.train), **config.hparams)
+    method.to(device)
+    train_labels = dataset.labels[torch.as_tensor(split.train)].to(device)
+    method.on_fit_start(train_labels)
+    optimizer = build_optimizer(config, encoder, method)
+    scheduler = build_scheduler(config, optimizer)
+
+    checkpoint = folder / CHECKPOINT
+    start_epoch, step, history = 0, 0, []
+    if checkpoint.exists():
+        state = load_checkpoint(checkpoint, config.fingerprint())
+        encoder.load_state_dict(state["encoder"])
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+        log(f"resumed from {checkpoint} at epoch {start_epoch}")
+
+    log(f"config {config.as_dict()}")
+    train_s, images_seen = 0.0, 0
+    bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"{config.method} {config.dataset} "
+               f"{config.bits}b s{config.seed}", disable=not config.progress, leave=False, unit="ep")
+    drop_last = len(split.train) > config.batch_size  # a last batch of one would break BatchNorm
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+        torch.manual_seed(_epoch_seed(config.seed, epoch))
+        encoder.train(not config.frozen_backbone)
+        method.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        for inputs, positions in encoder.batches(split.train, batch_size=config.batch_size, shuffle=True,
+                                                 generator=generator, drop_last=drop_last):
+            method.on_step_start(step)
+            features = encoder.features(inputs, train=True, generator=generator)
+            output = method(features)
+            index = positions.to(device)
+            losses = method.loss(output, labels=train_labels[index], index=index, step=step)
+            total = losses["loss"]
+            if not torch.isfinite(total):
+                raise NonFiniteLossError(f"non-finite loss {total.item()} at step {step} (epoch {epoch})")
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            step += 1
+            batches += 1
+            images_seen += len(positions)
+        scheduler.step()
+        seconds = time.perf_counter() - t0
+        train_s += seconds
+        entry = {"epoch": epoch + 1, "seconds": seconds, "lr": optimizer.param_groups[0]["lr"],
+                 **{name: total / max(batches, 1) for name, total in sums.items()}}
+        history.append(entry)
+        log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+        save_checkpoint(checkpoint, {
+            "fingerprint": config.fingerprint(), "epoch": epoch + 1, "step": step, "history": history,
+            "encoder": encoder.state_dict(), "method": method.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        })
+        bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}",
+                        img_s=f"{images_seen / max(train_s, 1e-9):.0f}")
+        bar.update(1)
+    bar.close()
+
+    t0 = time.perf_counter()
+    query_codes = encode(encoder, method, split.query)
+    db_codes = encode(encoder, method, split.database)
+    encode_s = time.perf_counter() - t0
+    topk = config.topk or dataset.topk
+    query_labels = dataset.labels[torch.as_tensor(split.query)].numpy() > 0
+    db_labels = dataset.labels[torch.as_tensor(split.database)].numpy() > 0
+    t0 = time.perf_counter()
+    result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties=config.ties)
+    eval_s = time.perf_counter() - t0
+    metrics = {"map": result.maps[topk], "topk": topk or len(split.database), **result.as_dict()}
+    log(f"mAP@{metrics['topk']} = {metrics['map']:.4f}")
+    save_codes(folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
+               database_labels=db_labels, query_index=split.query, database_index=split.database,
+               train_index=split.train)
+    timing.update(train_s=train_s, encode_s=encode_s, eval_s=eval_s,
+                  train_images_per_s=images_seen / train_s if train_s > 0 else None,
+                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return {
+        "schema": SCHEMA_VERSION,
+        "method": config.method,
+        "dataset": config.dataset,
+        "bits": config.bits,
+        "seed": config.seed,
+        "protocol": {**dataset.protocol(), "topk": metrics["topk"]},
+        "backbone": {"name": config.backbone, "weights": backbone.weights, "image_size": transform.image_size,
+                     "frozen": config.frozen_backbone, "feature_dim": backbone.feature_dim},
+        "config": config.as_dict(),
+        "metrics": metrics,
+        "curves": {"radius_precision": result.radius_precision, "radius_recall": result.radius_recall},
+        "history": history,
+        "timing": timing,
+        "device": str(device),
+        "versions": versions(),
+        "status": "done",
+    }
+
+
+@dataclass
+class RunOutcome:
+    config: RunConfig
+    folder: Path
+    status: str  # done | skipped | failed
+    record: dict[str, Any] | None = None
+    reason: str | None = None
+
+
+def execute(config: RunConfig, results_root: Path, dataset: HashingDataset, *, force: bool = False) -> RunOutcome:
+    """Run one configuration unless its record says it is done (``force`` reruns it,
+    archiving the old record and dropping any checkpoint)."""
+    folder = run_dir(results_root, config.dataset, config.method, config.bits, config.seed)
+    existing = read_record(folder)
+    if existing is not None and existing.get("status") == "done" and not force:
+        return RunOutcome(config, folder, "skipped", existing)
+    if force:
+        archive_previous(folder)
+        with contextlib.suppress(FileNotFoundError):
+            (folder / CHECKPOINT).unlink()
+    try:
+        record = train_and_evaluate(config, folder, dataset)
+    except HashbenchError as err:
+        reason = str(err)
+        RunLog(folder)(f"failed: {reason}")
+        write_record(folder, {
+            "schema": SCHEMA_VERSION, "method": config.method, "dataset": config.dataset, "bits": config.bits,
+            "seed": config.seed, "config": config.as_dict(), "status": "failed", "reason": reason,
+            "timing": {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            "versions": versions(),
+        })
+        return RunOutcome(config, folder, "failed", reason=reason)
+    write_record(folder, record)
+    if not config.keep_checkpoint:
+        (folder / CHECKPOINT).unlink(missing_ok=True)
+    return RunOutcome(config, folder, "done", record)

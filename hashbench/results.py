@@ -1,0 +1,150 @@
+"""The results store: one folder per run, one JSON record, the codes beside it.
+
+Layout: ``<root>/<dataset>/<method>/<bits>/seed<seed>/`` holding ``result.json``,
+``codes.npz`` (bit-packed query and database codes, labels and split indices),
+``log.txt`` and, while training, ``checkpoint.pt``. Every write is atomic; a record that
+is replaced (``--force``) is first moved to ``history/`` beside it, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hashbench.storage import atomic_write
+
+RECORD = "result.json"
+CODES = "codes.npz"
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.txt"
+SCHEMA_VERSION = 1
+
+
+def slug(name: str) -> str:
+    """A dataset name safe as one folder name (``listfile:/a/b`` -> ``listfile_a_b``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+
+
+def run_dir(root: str | Path, dataset: str, method: str, bits: int, seed: int) -> Path:
+    return Path(root) / slug(dataset) / method / str(bits) / f"seed{seed}"
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    path = folder / RECORD
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def archive_previous(folder: Path) -> None:
+    """Move an existing record and its codes to ``history/<finished time>/``."""
+    record = read_record(folder)
+    if record is None:
+        return
+    stamp = slug(str(record.get("timing", {}).get("finished_at", "unknown")))
+    target = folder / "history" / stamp
+    suffix = 1
+    while target.exists():
+        target = folder / "history" / f"{stamp}-{suffix}"
+        suffix += 1
+    target.mkdir(parents=True)
+    for name in (RECORD, CODES):
+        if (folder / name).exists():
+            shutil.move(str(folder / name), str(target / name))
+
+
+def write_record(folder: Path, record: dict[str, Any]) -> None:
+    with atomic_write(folder / RECORD) as handle:
+        json.dump(record, handle, indent=2, sort_keys=True, default=_json_default)
+        handle.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_codes(folder: Path, **arrays: np.ndarray) -> None:
+    """Bool code arrays are bit-packed (``<name>`` + ``<name>_bits``); others stored as given."""
+    stored: dict[str, np.ndarray] = {}
+    for name, array in arrays.items():
+        if array.dtype == bool:
+            stored[name] = np.packbits(array, axis=1)
+            stored[f"{name}_bits"] = np.array(array.shape[1])
+        else:
+            stored[name] = array
+    with atomic_write(folder / CODES, "wb") as handle:
+        np.savez_compressed(handle, **stored)
+
+
+def load_codes(folder: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``codes.npz``, bit-packed codes unpacked back to bool (N, bits)."""
+    with np.load(folder / CODES) as data:
+        raw = {name: data[name] for name in data.files}
+    out = {}
+    for name, array in raw.items():
+        if name.endswith("_bits"):
+            continue
+        if f"{name}_bits" in raw:
+            out[name] = np.unpackbits(array, axis=1, count=int(raw[f"{name}_bits"])).astype(bool)
+        else:
+            out[name] = array
+    return out
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for package in ("hashbench", "torch", "torchvision", "numpy", "numba"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    out["git_commit"] = commit or None
+    return out
+
+
+def iter_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    return [(path.parent, json.loads(path.read_text())) for path in sorted(Path(root).glob(f"**/{RECORD}"))
+            if "history" not in path.relative_to(root).parts]
+
+
+def load_records(root: str | Path) -> pd.DataFrame:
+    """Every record under ``root`` as one row: identity, status, metrics, timing, backbone."""
+    rows = []
+    for folder, record in iter_records(root):
+        row = {
+            "method": record["method"],
+            "dataset": record["dataset"],
+            "bits": record["bits"],
+            "seed": record["seed"],
+            "status": record["status"],
+            "reason": record.get("reason"),
+            "backbone": record.get("backbone", {}).get("name"),
+            "weights": record.get("backbone", {}).get("weights"),
+            "topk": record.get("metrics", {}).get("topk", record.get("protocol", {}).get("topk")),
+            "path": str(folder),
+        }
+        row.update({f"metric.{k}": v for k, v in record.get("metrics", {}).items() if k != "topk"})
+        row.update({f"timing.{k}": v for k, v in record.get("timing", {}).items()})
+        rows.append(row)
+    columns = ["method", "dataset", "bits", "seed", "status", "reason", "backbone", "weights", "topk", "path"]
+    return pd.DataFrame(rows, columns=None if rows else columns)
