@@ -122,6 +122,9 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         jobs.append(resolve_config(method=method_name, method_cls=cls, dataset=dataset_name,
                                    dataset_defaults=loaded[dataset_name][0].defaults, bits=n_bits, seed=seed,
                                    overrides=own))
+    for backbone in sorted({config.backbone for config in jobs}):
+        if backbone not in BACKBONES:
+            raise HashbenchError(BACKBONES.unknown_message(backbone))
     root = Path(results_root)
     failures = []
     for index, config in enumerate(jobs, start=1):
@@ -162,3 +165,6 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
     )
     for path in written:
         click.echo(str(path))
+
+if __name__ == "__main__":
+    main()

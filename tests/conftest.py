@@ -1,0 +1,51 @@
+"""Shared fixtures: the read-only ../shared folder, a CLI runner and tiny synthetic data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hashbench.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("HASHBENCH_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED} (set HASHBENCH_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def cifar_tar(shared: Path) -> Path:
+    path = shared / "data" / "cifar10-jpg.tar.gz"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def torch_home(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TORCH_HOME whose hub cache holds the shared MobileNetV2 weights, as torchvision expects."""
+    weights = shared / "weights" / "mobilenet_v2-b0353104.pth"
+    if not weights.is_file():
+        pytest.skip(f"{weights} not found")
+    home = tmp_path_factory.mktemp("torch_home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    (home / "hub" / "checkpoints" / weights.name).symlink_to(weights)
+    return home
+
+
+def invoke(*args: str) -> Result:
+    """Run the CLI in-process; a failure shows its output in the assertion message."""
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def cli():
+    return invoke

@@ -1,0 +1,81 @@
+"""The command line end to end on the embedded digits dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from hashbench.results import load_codes
+
+CHANCE = 0.1  # ten balanced classes
+
+
+@pytest.mark.slow
+def test_run_skip_and_report(cli, tmp_path):
+    results = tmp_path / "results"
+    out = cli("run", "--methods", "csq", "--bits", "16,32", "--epochs", "6", "--results", results, "--no-progress")
+    assert out.exit_code == 0, out.output
+    for bits in (16, 32):
+        folder = results / "digits" / "csq" / str(bits) / "seed0"
+        record = json.loads((folder / "result.json").read_text())
+        assert record["status"] == "done"
+        assert record["protocol"]["sizes"] == {"train": 1597, "query": 200, "database": 1597}
+        assert record["config"]["epochs"] == 6 and record["config"]["hparams"]["quantization_weight"] is None
+        assert 0 < record["metrics"]["map"] <= 1
+        assert record["metrics"]["map"] > 5 * CHANCE
+        assert set(record["timing"]) >= {"train_s", "encode_s", "eval_s", "train_images_per_s"}
+        assert record["versions"]["torch"]
+        codes = load_codes(folder)
+        assert codes["query_codes"].shape == (200, bits) and codes["database_codes"].shape == (1597, bits)
+        assert not (folder / "checkpoint.pt").exists()
+    again = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "6", "--results", results, "--no-progress")
+    assert again.exit_code == 0 and "skipped" in again.output
+
+    report = cli("report", "--results", results, "--out", tmp_path / "report")
+    assert report.exit_code == 0, report.output
+    table = (tmp_path / "report" / "map.md").read_text()
+    assert "| csq |" in table and "digits 16 bits" in table
+    frame = pd.read_csv(tmp_path / "report" / "map.csv")
+    assert list(frame.columns) == ["method", "dataset", "bits", "seed", "metric", "value"]
+    assert len(frame[frame.metric == "map"]) == 2
+
+
+def test_force_archives_the_old_record(cli, tmp_path):
+    args = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--results", tmp_path, "--no-progress"]
+    assert cli(*args).exit_code == 0
+    assert cli(*args, "--force").exit_code == 0
+    archived = list((tmp_path / "digits" / "csq" / "16" / "seed0" / "history").glob("*/result.json"))
+    assert len(archived) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--methods", "csqq"], "unknown method 'csqq'; did you mean csq?"),
+    (["--methods", "csq", "--bits", "7"], "bits must be an integer in [8, 1024]; got 7"),
+    (["--methods", "csq", "--bits", "sixteen"], "bits must be an integer in [8, 1024]; got 'sixteen'"),
+    (["--methods", ","], "--methods must name at least one item"),
+    (["--methods", "csq", "--datasets", "cifar11"], "unknown dataset 'cifar11'"),
+    (["--methods", "csq", "--backbone", "resnet5"], "unknown backbone 'resnet5'"),
+    (["--methods", "csq", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
+    (["--methods", "csq", "--set", "lr=-1"], "lr must be a finite number > 0; got -1"),
+    (["--methods", "csq", "--datasets", "cifar10", "--data-root", "/nonexistent"], "CIFAR-10 not found"),
+])
+def test_bad_input_is_one_line_and_nonzero(cli, tmp_path, args, message):
+    result = cli("run", *args, "--epochs", "1", "--results", tmp_path, "--no-progress")
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_list(cli):
+    out = cli("list", "methods")
+    assert out.exit_code == 0 and "csq" in out.output
+    assert "digits" in cli("list", "datasets").output
+    assert "mobilenet_v2" in cli("list", "backbones").output
+
+
+def test_report_without_records_fails_clearly(cli, tmp_path):
+    result = cli("report", "--results", tmp_path, "--out", tmp_path / "out")
+    assert result.exit_code != 0 and "no run records" in result.output

@@ -1,0 +1,61 @@
+"""A third-party method registered by entry point is listed and runs, with no edit to hashbench."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+PLUGIN = textwrap.dedent('''
+    """A toy third-party method: a tanh hash layer trained with a pairwise likelihood."""
+    import torch
+    from hashbench.losses import pairwise_nll
+    from hashbench.method import HashLayer, HashMethod, pairwise_similarity
+
+
+    class ToyHash(HashMethod):
+        name = "toyhash"
+        summary = "toy third-party method for the plugin test"
+        defaults = {"scale": 0.5}
+        train_defaults = {"epochs": 3}
+
+        def __init__(self, *, feature_dim, bits, num_classes, num_train, scale):
+            super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train)
+            self.scale = scale
+            self.head = HashLayer(feature_dim, bits)
+
+        def forward(self, features):
+            return self.head(features)
+
+        def loss(self, output, *, labels, index, step):
+            theta = self.scale * output @ output.T
+            pairwise = pairwise_nll(theta, pairwise_similarity(labels, labels))
+            return {"loss": pairwise, "pairwise": pairwise}
+''')
+
+
+def test_entry_point_plugin_is_listed_and_runs(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "toyhash_plugin.py").write_text(PLUGIN)
+    dist = site / "toyhash_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyhash-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hashbench.methods]\ntoyhash = toyhash_plugin:ToyHash\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+
+    def hashbench(*args):
+        return subprocess.run([sys.executable, "-m", "hashbench.cli", *map(str, args)], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    listed = hashbench("list", "methods")
+    assert listed.returncode == 0, listed.stderr
+    assert "toyhash" in listed.stdout and "toy third-party method" in listed.stdout
+    run = hashbench("run", "--methods", "toyhash", "--bits", "16", "--results", tmp_path / "results",
+                    "--set", "scale=0.25", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    record = json.loads((tmp_path / "results/digits/toyhash/16/seed0/result.json").read_text())
+    assert record["status"] == "done" and record["config"]["hparams"] == {"scale": 0.25}
+    assert record["metrics"]["map"] > 0.3

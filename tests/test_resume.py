@@ -1,0 +1,74 @@
+"""Interrupted runs resume from their checkpoint and end exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hashbench.results import load_codes
+
+ARGS = ["--methods", "csq", "--bits", "16", "--epochs", "40", "--no-progress"]
+
+
+def run_folder(root):
+    return root / "digits" / "csq" / "16" / "seed0"
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_resumes_to_identical_codes(cli, tmp_path):
+    reference = tmp_path / "reference"
+    assert cli("run", *ARGS, "--results", reference).exit_code == 0
+
+    interrupted = tmp_path / "interrupted"
+    checkpoint = run_folder(interrupted) / "checkpoint.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "hashbench.cli", "run", *ARGS, "--results", str(interrupted)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.3)  # a few more epochs
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run finished before it could be killed"
+    assert not (run_folder(interrupted) / "result.json").exists()
+    epoch_at_kill = torch.load(checkpoint, weights_only=True)["epoch"]
+    assert 1 <= epoch_at_kill < 40
+
+    assert cli("run", *ARGS, "--results", interrupted).exit_code == 0
+    assert f"resumed from {checkpoint} at epoch" in (run_folder(interrupted) / "log.txt").read_text()
+    a, b = load_codes(run_folder(reference)), load_codes(run_folder(interrupted))
+    np.testing.assert_array_equal(a["query_codes"], b["query_codes"])
+    np.testing.assert_array_equal(a["database_codes"], b["database_codes"])
+    record_a = json.loads((run_folder(reference) / "result.json").read_text())
+    record_b = json.loads((run_folder(interrupted) / "result.json").read_text())
+    assert record_a["metrics"]["map"] == record_b["metrics"]["map"]
+    assert [e["loss"] for e in record_a["history"]] == [e["loss"] for e in record_b["history"]]
+
+
+def test_checkpoint_from_another_config_is_refused(cli, tmp_path):
+    base = ["--methods", "csq", "--bits", "16", "--epochs", "2", "--no-progress", "--results", tmp_path]
+    assert cli("run", *base, "--set", "keep_checkpoint=true").exit_code == 0
+    folder = run_folder(tmp_path)
+    (folder / "result.json").unlink()  # as if the run had been interrupted
+    result = cli("run", *base, "--lr", "0.01")
+    assert result.exit_code != 0
+    assert "written under another config" in result.output
+    record = json.loads((folder / "result.json").read_text())
+    assert record["status"] == "failed" and "refusing to resume" in record["reason"]
+    assert (folder / "checkpoint.pt").exists()  # kept, not overwritten
+
+
+def test_same_command_twice_gives_identical_codes(cli, tmp_path):
+    for name in ("a", "b"):
+        assert cli("run", "--methods", "csq", "--bits", "16", "--epochs", "2", "--no-progress",
+                   "--results", tmp_path / name).exit_code == 0
+    np.testing.assert_array_equal(load_codes(run_folder(tmp_path / "a"))["database_codes"],
+                                  load_codes(run_folder(tmp_path / "b"))["database_codes"])
