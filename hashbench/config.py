@@ -59,6 +59,7 @@ class RunConfig:
     backbone_lr_mult: float = 1.0
     weight_decay: float = 0.0
     momentum: float = 0.9
+    nesterov: bool = False
     batch_size: int = 64
     epochs: int = 50
     scheduler: str = "none"

@@ -103,7 +103,7 @@ def build_optimizer(config: RunConfig, encoder: Encoder, method: HashMethod) -> 
         encoder.backbone.requires_grad_(False)
     common = {"weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=config.momentum, **common)
+        return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov, **common)
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(groups, **common)
     if config.optimizer == "adamw":

@@ -75,3 +75,25 @@ def multi_label_centers(centers: torch.Tensor, labels: torch.Tensor, *, seed_cod
     mean = labels @ centers / labels.sum(1, keepdim=True).clamp_min(1)
     tie_break = seed_codes if seed_codes is not None else torch.ones_like(mean)
     return torch.where(mean == 0, tie_break, torch.sign(mean))
+
+
+def greedy_codebook(num_classes: int, bits: int, *, seed: int = 0, start: float = 0.61, floor: float = 0.2,
+                    step: float = 0.01, tries: int = 10_000) -> torch.Tensor:
+    """OrthoHash's "optimised" codebook: random sign codes accepted only if their normalised
+    Hamming distance to every accepted code is at least a threshold that starts at
+    ``start`` and drops by ``step`` after ``tries`` rejections (never below ``floor``)."""
+    rng = np.random.default_rng(seed)
+    threshold = start
+    while threshold >= floor:
+        kept: list[np.ndarray] = []
+        rejected = 0
+        while len(kept) < num_classes and rejected < tries:
+            code = rng.choice([-1.0, 1.0], size=bits)
+            if all((code != other).mean() >= threshold for other in kept):
+                kept.append(code)
+            else:
+                rejected += 1
+        if len(kept) == num_classes:
+            return torch.from_numpy(np.stack(kept)[rng.permutation(num_classes)]).float()
+        threshold -= step
+    raise ValueError(f"no codebook of {num_classes} x {bits} bits at normalised distance >= {floor}")

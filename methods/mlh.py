@@ -1,0 +1,295 @@
+"""MLH: Mutual Learning for Hashing (Ma, Li, Weng, arXiv 2510.07703, 2025).
+
+What the paper states, implemented as stated:
+
+* One backbone, two branches producing continuous codes u in (-1, 1)^q; b = sign(u).
+* Center branch (strong): class hash centers h_i in {-1, 1}^q at a minimum Hamming
+  distance d given by the Gilbert-Varshamov bound for c classes and q bits;
+  P_ji = softmax_i(sqrt(q) cos(u_j, h_i)) and
+  L_C = -(1/N) sum_j sum_i [y_ji log P_ji + (1 - y_ji) log(1 - P_ji)].
+* Pairwise branch (weak): DPSH-style likelihood on inner products, s_ij = [y_i^T y_j > 0].
+* Mutual loss L_M: cosine-based, between the two branches' codes.
+* Mixture-of-Hash-Experts (MoH): experts shared by both branches, one gate per branch;
+  each expert produces continuous hash codes; a branch's code is its gate's mixture.
+* Total lambda1 L_C + lambda2 L_P + lambda3 L_M with (4, 1, 1) the reported best.
+
+What the paper leaves open, and what we chose (each a hyperparameter, ``--set key=value``):
+
+* ``num_experts`` = 4: small enough to train on cached features on a CPU, large enough for
+  the two gates to specialise.
+* ``gate`` = softmax over experts of a linear map of the backbone feature; ``top_k`` = 0
+  keeps it dense (k > 0 keeps the k largest weights, renormalised): dense gates give both
+  branches gradients into every expert, which is what lets them interact.
+* Experts output tanh(W_e x + c_e), so every expert's code is in (-1, 1) and so is any
+  convex mixture of them, as the paper requires of u.
+* ``mutual`` = "detached": L_M = mean(1 - cos(u_c, sg(u_p))) + mean(1 - cos(u_p, sg(u_c))),
+  each branch pulled toward the other's detached code as in deep mutual learning, so the
+  strong branch is never dragged toward the weak one through its own target; "joint"
+  uses mean(1 - cos(u_c, u_p)) without stop-gradients.
+* ``schedule`` = "joint": one optimiser step on the total per batch (with detached targets
+  this is the simultaneous form of the iterative mutual learning); "alternate" updates the
+  center side (L_C + its half of L_M) on even steps and the pairwise side on odd steps.
+* ``centers``: Hadamard rows when q is a power of 2, c <= 2q and their distance q/2 meets
+  the GV distance (it always does then), else greedy random codes at distance >= d.
+* ``test_branch`` = "center": the strong branch gives the codes at test time.
+* ``pairwise_scale`` = 0.5 (DPSH's theta = u^T u / 2); pairs are the batch's own
+  (the paper calls L_P "DPSH-style" without a memory).
+* ``quantization_weight`` = 0: L_C depends on u only through its direction, so a
+  (|u| - 1)^2 term is offered but off by default.
+
+Training recipe: the paper builds its center branch on CSQ, so we use CSQ's reference
+recipe (Adam, lr 1e-3, backbone x0.01, batch 64, lr x0.7 every 10 epochs).
+
+Variants for the ablation table: ``mlh-center`` and ``mlh-pairwise`` (one branch, its own
+loss), ``mlh-no-moh`` (two plain hash layers with mutual learning), ``mlh-moe`` (Fig. 3a:
+each branch its own experts producing hidden features, mixed, then a hash layer) and
+``mlh-moh-unshared`` (Fig. 3c: each branch its own experts, each expert still a hash map).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hashbench.method import HashLayer, HashMethod, pairwise_similarity
+from hashbench.models.centers import gilbert_varshamov_distance, hadamard_centers, random_centers
+
+ARCHITECTURES = ("moh", "moe", "moh-unshared", "plain")
+BRANCHES = ("both", "center", "pairwise")
+
+
+def mlh_centers(num_classes: int, bits: int, seed: int = 0) -> torch.Tensor:
+    distance = gilbert_varshamov_distance(num_classes, bits)
+    if bits & (bits - 1) == 0 and num_classes <= 2 * bits and bits // 2 >= distance:
+        return hadamard_centers(num_classes, bits)
+    return random_centers(num_classes, bits, distance, seed=seed, balanced=False)
+
+
+def center_loss(codes: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """L_C: per-class binary cross-entropy on the softmax over sqrt(q)-scaled cosines.
+    log(1 - P_i) is computed as logsumexp over the other classes minus the full logsumexp."""
+    bits = codes.shape[1]
+    logits = math.sqrt(bits) * F.normalize(codes, dim=1) @ F.normalize(centers, dim=1).T
+    log_norm = torch.logsumexp(logits, dim=1, keepdim=True)
+    log_p = logits - log_norm
+    eye = torch.eye(logits.shape[1], dtype=torch.bool, device=logits.device)
+    others = logits[:, None, :].masked_fill(eye[None], float("-inf"))  # (N, C, C): row i without class i
+    log_not_p = torch.logsumexp(others, dim=2) - log_norm
+    return -(labels * log_p + (1 - labels) * log_not_p).sum(1).mean()
+
+
+def pairwise_loss(codes: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
+    """L_P: DPSH-style likelihood over the batch's pairs, theta = scale * u_i^T u_j."""
+    theta = scale * codes @ codes.T
+    similarity = pairwise_similarity(labels, labels)
+    return (F.softplus(theta) - similarity * theta).mean()
+
+
+def mutual_loss(center_codes: torch.Tensor, pairwise_codes: torch.Tensor, *, detached: bool
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_M split into the center side's and the pairwise side's halves."""
+    if not detached:
+        joint = (1 - F.cosine_similarity(center_codes, pairwise_codes, dim=1)).mean()
+        return joint, torch.zeros_like(joint)
+    to_pairwise = (1 - F.cosine_similarity(center_codes, pairwise_codes.detach(), dim=1)).mean()
+    to_center = (1 - F.cosine_similarity(pairwise_codes, center_codes.detach(), dim=1)).mean()
+    return to_pairwise, to_center
+
+
+class Gate(nn.Module):
+    """Softmax weights over experts from the backbone feature, optionally top-k sparse."""
+
+    def __init__(self, feature_dim: int, num_experts: int, top_k: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(feature_dim, num_experts)
+        self.top_k = top_k
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(features)
+        if 0 < self.top_k < logits.shape[1]:
+            kth = logits.topk(self.top_k, dim=1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return logits.softmax(dim=1)
+
+
+class HashExperts(nn.Module):
+    """E experts, each a linear map followed by tanh (a hash expert) or ReLU (a feature expert)."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_experts: int, activation: str = "tanh") -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_experts, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(num_experts, out_dim))
+        bound = 1 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        self.activation = torch.tanh if activation == "tanh" else F.relu
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, in) -> (N, E, out)."""
+        return self.activation(torch.einsum("ni,eio->neo", features, self.weight) + self.bias)
+
+
+def mix(gate_weights: torch.Tensor, expert_outputs: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ne,neo->no", gate_weights, expert_outputs)
+
+
+@dataclass
+class MLHOutput:
+    center: torch.Tensor | None
+    pairwise: torch.Tensor | None
+    gates: dict[str, torch.Tensor]
+
+
+class Branch(nn.Module):
+    """One branch's hash function for the architectures that do not share experts."""
+
+    def __init__(self, architecture: str, feature_dim: int, bits: int, num_experts: int, top_k: int,
+                 hidden_dim: int) -> None:
+        super().__init__()
+        self.architecture = architecture
+        if architecture == "plain":
+            self.head = HashLayer(feature_dim, bits)
+            return
+        self.gate = Gate(feature_dim, num_experts, top_k)
+        if architecture == "moe":
+            self.experts = HashExperts(feature_dim, hidden_dim, num_experts, activation="relu")
+            self.head = HashLayer(hidden_dim, bits)
+        else:  # moh-unshared
+            self.experts = HashExperts(feature_dim, bits, num_experts)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.architecture == "plain":
+            return self.head(features), None
+        weights = self.gate(features)
+        mixed = mix(weights, self.experts(features))
+        return (self.head(mixed) if self.architecture == "moe" else mixed), weights
+
+
+class MLH(HashMethod):
+    """MLH (2025): center branch + pairwise branch + shared Mixture-of-Hash-Experts + mutual loss."""
+
+    name = "mlh"
+    summary = "MLH (Ma et al., 2025): center + pairwise branches, shared hash experts, mutual loss"
+    architecture: ClassVar[str] = "moh"
+    branches: ClassVar[str] = "both"
+    defaults: ClassVar[dict[str, Any]] = {
+        "lambda_center": 4.0, "lambda_pairwise": 1.0, "lambda_mutual": 1.0, "quantization_weight": 0.0,
+        "num_experts": 4, "top_k": 0, "hidden_dim": 512, "mutual": "detached", "schedule": "joint",
+        "test_branch": "center", "pairwise_scale": 0.5, "center_seed": 0,
+    }
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "optimizer": "adam", "lr": 1e-3, "backbone_lr_mult": 0.01, "weight_decay": 0.0, "batch_size": 64,
+        "epochs": 90, "scheduler": "step", "lr_step": 10, "lr_gamma": 0.7,
+    }
+    frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 10}
+
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, lambda_center: float,
+                 lambda_pairwise: float, lambda_mutual: float, quantization_weight: float, num_experts: int,
+                 top_k: int, hidden_dim: int, mutual: str, schedule: str, test_branch: str, pairwise_scale: float,
+                 center_seed: int) -> None:
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train)
+        for key, value, choices in (("mutual", mutual, ("detached", "joint")),
+                                    ("schedule", schedule, ("joint", "alternate")),
+                                    ("test_branch", test_branch, ("center", "pairwise"))):
+            if value not in choices:
+                raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+        if self.branches != "both":
+            test_branch = self.branches
+        self.weights = {"center": lambda_center, "pairwise": lambda_pairwise, "mutual": lambda_mutual,
+                        "quantization": quantization_weight}
+        self.mutual, self.schedule, self.test_branch = mutual, schedule, test_branch
+        self.pairwise_scale = pairwise_scale
+        names = ["center", "pairwise"] if self.branches == "both" else [self.branches]
+        if self.architecture == "moh":
+            self.experts = HashExperts(feature_dim, bits, num_experts)
+            self.gates = nn.ModuleDict({n: Gate(feature_dim, num_experts, top_k) for n in names})
+        else:
+            self.branch = nn.ModuleDict({n: Branch(self.architecture, feature_dim, bits, num_experts, top_k, hidden_dim)
+                                         for n in names})
+        self.register_buffer("centers", mlh_centers(num_classes, bits, center_seed))
+
+    def forward(self, features: torch.Tensor) -> MLHOutput:
+        codes: dict[str, torch.Tensor] = {}
+        gates: dict[str, torch.Tensor] = {}
+        if self.architecture == "moh":
+            expert_codes = self.experts(features)
+            for name, gate in self.gates.items():
+                gates[name] = gate(features)
+                codes[name] = mix(gates[name], expert_codes)
+        else:
+            for name, branch in self.branch.items():
+                codes[name], weights = branch(features)
+                if weights is not None:
+                    gates[name] = weights
+        return MLHOutput(center=codes.get("center"), pairwise=codes.get("pairwise"), gates=gates)
+
+    def codes(self, output: MLHOutput) -> torch.Tensor:
+        return output.center if self.test_branch == "center" else output.pairwise
+
+    def loss(self, output: MLHOutput, *, labels: torch.Tensor, index: torch.Tensor, step: int
+             ) -> dict[str, torch.Tensor]:
+        terms: dict[str, torch.Tensor] = {}
+        center_side, pairwise_side = [], []
+        if output.center is not None:
+            terms["center"] = center_loss(output.center, self.centers, labels)
+            center_side.append(self.weights["center"] * terms["center"])
+        if output.pairwise is not None:
+            terms["pairwise"] = pairwise_loss(output.pairwise, labels, self.pairwise_scale)
+            pairwise_side.append(self.weights["pairwise"] * terms["pairwise"])
+        if output.center is not None and output.pairwise is not None:
+            to_pairwise, to_center = mutual_loss(output.center, output.pairwise, detached=self.mutual == "detached")
+            terms["mutual"] = to_pairwise + to_center
+            center_side.append(self.weights["mutual"] * to_pairwise)
+            pairwise_side.append(self.weights["mutual"] * to_center)
+        codes = [c for c in (output.center, output.pairwise) if c is not None]
+        terms["quantization"] = sum((c.abs() - 1).pow(2).mean() for c in codes) / len(codes)
+        quantization = self.weights["quantization"] * terms["quantization"]
+        if self.schedule == "alternate" and center_side and pairwise_side:
+            chosen = center_side if step % 2 == 0 else pairwise_side
+        else:
+            chosen = center_side + pairwise_side
+        return {"loss": sum(chosen) + quantization, **terms}
+
+
+class MLHCenter(MLH):
+    """MLH ablation: the center branch alone (L_C), on the shared-expert architecture."""
+
+    name = "mlh-center"
+    summary = "MLH ablation: center branch only"
+    branches = "center"
+
+
+class MLHPairwise(MLH):
+    """MLH ablation: the pairwise branch alone (L_P); its codes are the test codes."""
+
+    name = "mlh-pairwise"
+    summary = "MLH ablation: pairwise branch only"
+    branches = "pairwise"
+
+
+class MLHNoMoH(MLH):
+    """MLH ablation: two plain hash layers (Linear + tanh) trained with mutual learning."""
+
+    name = "mlh-no-moh"
+    summary = "MLH ablation: two plain hash layers, mutual learning, no experts"
+    architecture = "plain"
+
+
+class MLHMoE(MLH):
+    """MLH ablation (Fig. 3a): a traditional MoE per branch (feature experts, then a hash layer)."""
+
+    name = "mlh-moe"
+    summary = "MLH ablation: separate traditional MoE per branch (Fig. 3a)"
+    architecture = "moe"
+
+
+class MLHMoHUnshared(MLH):
+    """MLH ablation (Fig. 3c): hash experts per branch, not shared between the branches."""
+
+    name = "mlh-moh-unshared"
+    summary = "MLH ablation: hash experts without sharing (Fig. 3c)"
+    architecture = "moh-unshared"
