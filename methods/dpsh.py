@@ -26,7 +26,8 @@ from torch import nn
 from hashbench.method import HashMethod, pairwise_similarity
 
 
-def dpsh_loss(codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Tensor, eta: float) -> dict[str, torch.Tensor]:
+def dpsh_loss(codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Tensor, eta: float
+              ) -> dict[str, torch.Tensor]:
     """DPSH's objective for a batch against ``memory`` (see the module docstring)."""
     theta = 0.5 * codes @ memory.T
     normaliser = similarity.numel()
@@ -47,7 +48,8 @@ class DPSH(HashMethod):
     }
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 20}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, eta: float, pairs: str) -> None:
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, eta: float,
+                 pairs: str) -> None:
         super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train)
         if pairs not in ("memory", "batch"):
             raise ValueError(f"pairs must be memory or batch; got {pairs!r}")

@@ -50,8 +50,8 @@ class HashNet(HashMethod):
     summary = "HashNet (Cao et al., ICCV 2017): weighted pairwise cross-entropy + tanh continuation"
     defaults: ClassVar[dict[str, Any]] = {"alpha": None, "beta_gamma": 0.005, "beta_power": 0.5, "beta_every": 200}
     train_defaults: ClassVar[dict[str, Any]] = {
-        "optimizer": "sgd", "lr": 3e-3, "momentum": 0.9, "nesterov": True, "backbone_lr_mult": 0.1, "weight_decay": 5e-4,
-        "batch_size": 36, "epochs": 72, "scheduler": "step", "lr_step": 14, "lr_gamma": 0.5,
+        "optimizer": "sgd", "lr": 3e-3, "momentum": 0.9, "nesterov": True, "backbone_lr_mult": 0.1,
+        "weight_decay": 5e-4, "batch_size": 36, "epochs": 72, "scheduler": "step", "lr_step": 14, "lr_gamma": 0.5,
     }
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 10}
 

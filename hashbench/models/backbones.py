@@ -141,7 +141,8 @@ def _torchvision_builder(arch: str, strip: Callable[[nn.Module], int]) -> Callab
     return build
 
 
-BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "Two conv blocks and a 128-d embedding, for digits", _build_small_cnn))
+BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "Two conv blocks and a 128-d embedding, for digits",
+                                             _build_small_cnn))
 for _arch, _strip, _summary in (
     ("alexnet", _strip_last_linear("classifier"), "AlexNet, fc7 features (4096-d)"),
     ("vgg16", _strip_last_linear("classifier"), "VGG-16, fc7 features (4096-d)"),

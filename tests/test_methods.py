@@ -1,0 +1,346 @@
+"""Every method: losses against direct transcriptions of their formulas (value and gradient),
+centers and codebooks, MLH's experts, and training through the CLI on digits."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hashbench.models.centers import (
+    gilbert_varshamov_distance,
+    greedy_codebook,
+    hadamard_centers,
+    min_pairwise_distance,
+    multi_label_centers,
+    random_centers,
+)
+from hashbench.registry import METHODS
+from methods.csq import CSQ
+from methods.dpsh import dpsh_loss
+from methods.hashnet import continuation_beta, hashnet_loss
+from methods.mlh import MLH, center_loss, mutual_loss, pairwise_loss
+from methods.orthohash import orthohash_loss
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exact comparisons need double precision; restored after each test."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def labels_for(multi_label: bool, n: int = 6, classes: int = 4, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if multi_label:
+        y = (torch.rand(n, classes, generator=g) < 0.4).double()
+        y[y.sum(1) == 0, 0] = 1
+        return y
+    return F.one_hot(torch.randint(0, classes, (n,), generator=g), classes).double()
+
+
+def shares(a, b) -> float:
+    return float(any(x > 0 and y > 0 for x, y in zip(a.tolist(), b.tolist(), strict=True)))
+
+
+def softplus(x: float) -> float:
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+def assert_same_value_and_grad(fast, slow, *inputs):
+    a = [x.clone().requires_grad_(True) for x in inputs]
+    b = [x.clone().requires_grad_(True) for x in inputs]
+    va, vb = fast(*a), slow(*b)
+    assert va.item() == pytest.approx(vb.item(), rel=1e-9, abs=1e-12)
+    ga = torch.autograd.grad(va, a)
+    gb = torch.autograd.grad(vb, b)
+    for x, y in zip(ga, gb, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-7, atol=1e-10)
+
+
+# --- DPSH --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_dpsh_loss_matches_loops(multi_label):
+    u = torch.randn(4, 8)
+    memory = torch.randn(7, 8)
+    yb, ym = labels_for(multi_label, 4, seed=1), labels_for(multi_label, 7, seed=2)
+    s = torch.tensor([[shares(yb[i], ym[j]) for j in range(7)] for i in range(4)])
+
+    def slow(u, memory):
+        total = 0
+        for i in range(4):
+            for j in range(7):
+                theta = 0.5 * (u[i] * memory[j]).sum()
+                total = total + torch.log1p(torch.exp(theta)) - s[i, j] * theta
+        quant = sum(((torch.sign(u[i].detach()) - u[i]) ** 2).sum() for i in range(4))
+        return (total + 10 * quant) / 28
+
+    assert_same_value_and_grad(lambda u, m: dpsh_loss(u, m, s, 10.0)["loss"], slow, u, memory)
+
+
+def test_dpsh_is_finite_for_huge_inner_products():
+    u = torch.full((3, 64), 100.0, requires_grad=True)
+    out = dpsh_loss(u, u.detach(), torch.zeros(3, 3), 10.0)["loss"]
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(u.grad).all()
+
+
+# --- HashNet -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_hashnet_loss_matches_loops(multi_label):
+    h = torch.tanh(torch.randn(6, 16))
+    y = labels_for(multi_label, 6, seed=3)
+    alpha = 10 / 16
+    s = [[shares(y[i], y[j]) for j in range(6)] for i in range(6)]
+    n_pos = sum(map(sum, s))
+    n_all = 36
+    w_pos, w_neg = n_all / n_pos, n_all / (n_all - n_pos)
+
+    def slow(h):
+        num, den = 0, 0
+        for i, j in itertools.product(range(6), range(6)):
+            ip = alpha * (h[i] * h[j]).sum()
+            w = w_pos if s[i][j] else w_neg
+            num = num + w * (torch.log1p(torch.exp(ip)) - s[i][j] * ip)
+            den += w
+        return num / den
+
+    assert_same_value_and_grad(lambda h: hashnet_loss(h, y, alpha), slow, h)
+
+
+def test_hashnet_large_inner_products_are_finite():
+    h = torch.full((4, 32), 1.0, requires_grad=True)
+    y = labels_for(False, 4)
+    out = hashnet_loss(h * 1e4, y, 10.0)
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(h.grad).all()
+
+
+def test_hashnet_continuation_schedule():
+    assert continuation_beta(0) == 1.0
+    assert continuation_beta(199) == 1.0
+    assert continuation_beta(200) == pytest.approx(math.sqrt(2.0))
+    assert continuation_beta(1000) == pytest.approx(math.sqrt(1 + 0.005 * 1000))
+
+
+# --- CSQ ---------------------------------------------------------------------------------
+
+def make_csq(**overrides):
+    params = {**CSQ.defaults, **overrides}
+    return CSQ(feature_dim=5, bits=16, num_classes=4, num_train=10, **params).double()
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_csq_loss_matches_formula(multi_label):
+    method = make_csq(pairwise_weight=0.5)
+    y = labels_for(multi_label, 6, seed=4)
+    u = torch.tanh(torch.randn(6, 16))
+    targets = method.targets(y)
+
+    def slow(u):
+        bce = 0
+        for i, k in itertools.product(range(6), range(16)):
+            p, t = (u[i, k] + 1) / 2, (targets[i, k] + 1) / 2
+            bce = bce - (t * torch.log(p) + (1 - t) * torch.log(1 - p))
+        quant = sum((abs(u[i, k]) - 1) ** 2 for i, k in itertools.product(range(6), range(16))) / 96
+        pair, den = 0, 0
+        for i, j in itertools.product(range(3), range(3)):
+            ip = (10 / 16) * (u[i] * u[3 + j]).sum()
+            s = shares(y[i], y[3 + j])
+            pair = pair + torch.log1p(torch.exp(ip)) - s * ip
+            den += 1
+        return bce / 96 + 0.05 * quant + 0.5 * pair / den
+
+    assert_same_value_and_grad(lambda u: method.loss(u, labels=y, index=None, step=0)["loss"], slow, u)
+
+
+def test_csq_multi_label_centers_and_recipes():
+    method = make_csq()
+    y = torch.tensor([[1.0, 1, 0, 0], [0, 0, 1, 0]])
+    targets = method.targets(y)
+    mean = (method.centers[0] + method.centers[1]) / 2
+    tie = mean == 0
+    assert torch.equal(targets[0][~tie], torch.sign(mean[~tie]))
+    assert torch.equal(targets[0][tie], method.tie_break[tie])
+    assert torch.equal(targets[1], method.centers[2])
+    assert make_csq().quantization_weight == 0.05
+    assert make_csq(recipe="alexnet").quantization_weight == 0.001
+    assert CSQ(feature_dim=5, bits=64, num_classes=4, num_train=1, **{**CSQ.defaults, "recipe": "alexnet"}
+               ).quantization_weight == 0.0001
+
+
+def test_csq_loss_finite_at_saturation():
+    method = make_csq()
+    u = torch.ones(2, 16, requires_grad=True)
+    out = method.loss(u, labels=labels_for(False, 2), index=None, step=0)["loss"]
+    out.backward()
+    assert torch.isfinite(out) and torch.isfinite(u.grad).all()
+
+
+# --- OrthoHash ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_orthohash_loss_matches_loops(multi_label):
+    codebook = torch.randn(4, 16).sign()
+    y = labels_for(multi_label, 5, seed=5)
+    u = torch.randn(5, 16)
+
+    def slow(u):
+        total = 0
+        for i in range(5):
+            logits = []
+            for k in range(4):
+                cos = (u[i] * codebook[k]).sum() / (u[i].norm() * codebook[k].norm())
+                logits.append(8 * (cos - 0.3 * y[i, k]))
+            logits = torch.stack(logits)
+            log_softmax = logits - torch.logsumexp(logits, 0)
+            total = total - sum(y[i, k] / y[i].sum() * log_softmax[k] for k in range(4))
+        return total / 5
+
+    assert_same_value_and_grad(
+        lambda u: orthohash_loss(u, codebook, y, scale=8, margin=0.3, quantization_weight=0)["loss"], slow, u)
+
+
+# --- centers and codebooks ---------------------------------------------------------------
+
+def test_hadamard_centers_are_orthogonal():
+    centers = hadamard_centers(32, 32)
+    gram = centers[:32] @ centers[:32].T
+    torch.testing.assert_close(gram, 32 * torch.eye(32, dtype=gram.dtype))
+    assert min_pairwise_distance(hadamard_centers(64, 32)) == 16
+
+
+@pytest.mark.parametrize(("classes", "bits", "distance"), [(10, 16, 8), (100, 64, 23), (80, 32, 10)])
+def test_random_centers_meet_min_distance(classes, bits, distance):
+    centers = random_centers(classes, bits, distance, seed=1, balanced=False)
+    assert centers.shape == (classes, bits) and set(centers.unique().tolist()) == {-1.0, 1.0}
+    assert min_pairwise_distance(centers) >= distance
+
+
+def test_gilbert_varshamov_distance_by_hand():
+    # 2 * V(3, 1) = 8 <= 2^3, 2 * V(3, 2) = 14 > 8  ->  d = 2
+    assert gilbert_varshamov_distance(2, 3) == 2
+    # 4 * V(4, 0) = 4 <= 16, 4 * V(4, 1) = 20 > 16  ->  d = 1
+    assert gilbert_varshamov_distance(4, 4) == 1
+    # 10 * V(16, 4) = 25,170 <= 65,536 < 10 * V(16, 5) = 68,850  ->  d = 5
+    assert gilbert_varshamov_distance(10, 16) == 5
+
+
+def test_greedy_codebook_and_multi_label_centers():
+    codebook = greedy_codebook(10, 32, seed=0)
+    assert min_pairwise_distance(codebook) >= 0.2 * 32
+    centers = torch.tensor([[1.0, 1, 1, -1], [1, -1, -1, -1]])
+    merged = multi_label_centers(centers, torch.tensor([[1.0, 1]]))
+    assert merged.tolist() == [[1, 1, 1, -1]]  # zeros take the default +1
+
+
+# --- MLH ---------------------------------------------------------------------------------
+
+def make_mlh(name: str = "mlh", bits: int = 16, **overrides) -> MLH:
+    cls = METHODS.get(name)
+    return cls(feature_dim=12, bits=bits, num_classes=5, num_train=10, **{**cls.defaults, **overrides}).double()
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+def test_moh_shapes_gates_and_sharing(bits):
+    method = make_mlh(bits=bits, top_k=2)
+    out = method(torch.randn(7, 12))
+    assert out.center.shape == out.pairwise.shape == (7, bits)
+    assert out.center.abs().max() < 1 and out.pairwise.abs().max() < 1
+    for gate in out.gates.values():
+        torch.testing.assert_close(gate.sum(1), torch.ones(7))
+        assert ((gate > 0).sum(1) == 2).all()  # top-2
+    assert set(method.gates) == {"center", "pairwise"}
+    assert not hasattr(method, "branch")  # both branches read the one shared expert bank
+
+
+def count(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_variant_parameter_counts():
+    features, bits, experts, hidden = 12, 16, 4, 512
+    gate = features * experts + experts
+    hash_experts = experts * (features * bits + bits)
+    assert count(make_mlh("mlh")) == hash_experts + 2 * gate
+    assert count(make_mlh("mlh-moh-unshared")) == 2 * (hash_experts + gate)
+    moe_branch = gate + experts * (features * hidden + hidden) + hidden * bits + bits
+    assert count(make_mlh("mlh-moe")) == 2 * moe_branch
+    assert count(make_mlh("mlh-no-moh")) == 2 * (features * bits + bits)
+    assert count(make_mlh("mlh-center")) == hash_experts + gate
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_center_loss_matches_formula(multi_label):
+    centers = torch.randn(5, 16).sign()
+    y = labels_for(multi_label, 4, classes=5, seed=6)
+    u = torch.tanh(torch.randn(4, 16))
+
+    def slow(u):
+        total = 0
+        for j in range(4):
+            z = torch.stack([4.0 * (u[j] @ centers[i]) / (u[j].norm() * centers[i].norm()) for i in range(5)])
+            p = torch.exp(z) / torch.exp(z).sum()
+            total = total - sum(y[j, i] * torch.log(p[i]) + (1 - y[j, i]) * torch.log(1 - p[i]) for i in range(5))
+        return total / 4
+
+    assert_same_value_and_grad(lambda u: center_loss(u, centers, y), slow, u)
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_pairwise_and_mutual_losses_match_formula(multi_label):
+    y = labels_for(multi_label, 4, seed=7)
+    u = torch.tanh(torch.randn(4, 16))
+
+    def slow_pairwise(u):
+        total = 0
+        for i, j in itertools.product(range(4), range(4)):
+            theta = 0.5 * (u[i] * u[j]).sum()
+            total = total + torch.log1p(torch.exp(theta)) - shares(y[i], y[j]) * theta
+        return total / 16
+
+    assert_same_value_and_grad(lambda u: pairwise_loss(u, y, 0.5), slow_pairwise, u)
+
+    uc, up = torch.randn(4, 16), torch.randn(4, 16)
+
+    def slow_mutual(uc, up):
+        total = 0
+        for i in range(4):
+            target_p, target_c = up[i].detach(), uc[i].detach()
+            total = total + 1 - (uc[i] @ target_p) / (uc[i].norm() * target_p.norm())
+            total = total + 1 - (up[i] @ target_c) / (up[i].norm() * target_c.norm())
+        return total / 4
+
+    assert_same_value_and_grad(lambda a, b: sum(mutual_loss(a, b, detached=True)), slow_mutual, uc, up)
+
+
+def test_mutual_loss_gradients_flow_each_way_only_to_the_learner():
+    uc = torch.randn(3, 8, requires_grad=True)
+    up = torch.randn(3, 8, requires_grad=True)
+    to_pairwise, _ = mutual_loss(uc, up, detached=True)
+    to_pairwise.backward()
+    assert uc.grad.abs().sum() > 0 and up.grad is None
+
+
+def test_mlh_centers_meet_gv_distance():
+    for classes, bits in ((5, 16), (100, 64), (80, 32)):
+        centers = MLH(feature_dim=4, bits=bits, num_classes=classes, num_train=1, **MLH.defaults).centers
+        assert min_pairwise_distance(centers) >= gilbert_varshamov_distance(classes, bits)
+
+
+def test_mlh_alternate_schedule_selects_sides():
+    method = make_mlh(schedule="alternate")
+    out = method(torch.randn(6, 12))
+    y = labels_for(False, 6, classes=5)
+    even = method.loss(out, labels=y, index=None, step=0)
+    odd = method.loss(out, labels=y, index=None, step=1)
+    to_pairwise, to_center = (t.item() for t in mutual_loss(out.center, out.pairwise, detached=True))
+    assert even["loss"].item() == pytest.approx(4 * even["center"].item() + to_pairwise)
+    assert odd["loss"].item() == pytest.approx(odd["pairwise"].item() + to_center)
