@@ -38,14 +38,20 @@ def random_case(rng, *, multi_label: bool):
     return q, d, ql, dl
 
 
+BACKENDS = ["numba", "torch"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_map_equals_brute_force(multi_label):
+def test_map_equals_brute_force(multi_label, backend):
     rng = np.random.default_rng(1 + multi_label)
     for _ in range(60):
         q, d, ql, dl = random_case(rng, multi_label=multi_label)
-        for topk in (None, 1, 3, len(d), len(d) + 10):
+        topks = (None, 1, 3, len(d), len(d) + 10)
+        result = evaluate(q, d, ql, dl, topks=topks, backend=backend)
+        for topk in topks:
             expected = brute_force_ap(q >= 0, d >= 0, ql, dl, topk)
-            assert mean_average_precision(q, d, ql, dl, topk=topk) == pytest.approx(expected, abs=1e-9)
+            assert result.maps[topk] == pytest.approx(expected, abs=1e-9)
 
 
 def test_code_and_label_formats_agree():
@@ -65,12 +71,13 @@ def test_query_without_relevant_items_scores_zero_and_counts():
     assert mean_average_precision(q, d, np.array([0, 1]), np.array([0, 0, 0, 0, 0]), topk=None) == 0.5
 
 
-def test_expected_ties_matches_random_permutations():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_expected_ties_matches_random_permutations(backend):
     rng = np.random.default_rng(4)
     q, d = rng.normal(size=(6, 4)), rng.normal(size=(60, 4))
     ql, dl = rng.integers(0, 3, 6), rng.integers(0, 3, 60)
     for topk in (None, 9):
-        exact = mean_average_precision(q, d, ql, dl, topk=topk, ties="expected")
+        exact = evaluate(q, d, ql, dl, topks=(topk,), ties="expected", backend=backend).maps[topk]
         samples = []
         for _ in range(3000):
             order = rng.permutation(len(d))
@@ -102,14 +109,15 @@ def test_random_ties_is_seeded():
     assert a == mean_average_precision(q, d, ql, dl, ties="random", seed=1)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_radius_and_precision_at_n_against_brute_force(multi_label):
+def test_radius_and_precision_at_n_against_brute_force(multi_label, backend):
     rng = np.random.default_rng(7)
     for _ in range(20):
         q, d, ql, dl = random_case(rng, multi_label=multi_label)
         qb, db = q >= 0, d >= 0
         cutoffs = sorted({1, max(1, len(d) // 2), len(d)})
-        result = evaluate(q, d, ql, dl, cutoffs=cutoffs)
+        result = evaluate(q, d, ql, dl, cutoffs=cutoffs, backend=backend)
         bits = q.shape[1]
         precision = np.zeros(bits + 1)
         recall = np.zeros(bits + 1)
@@ -145,3 +153,23 @@ def test_bad_inputs_raise():
         evaluate(np.ones((2, 8)), np.ones((3, 16)), [0, 1], [0, 1, 1])
     with pytest.raises(ValueError, match="NaN"):
         evaluate(np.full((1, 8), np.nan), np.ones((3, 8)), [0], [0, 1, 1])
+
+
+def test_expected_precision_at_n_is_the_mean_over_permutations():
+    rng = np.random.default_rng(9)
+    q, d = rng.normal(size=(3, 3)), rng.normal(size=(30, 3))
+    ql, dl = rng.integers(0, 2, 3), rng.integers(0, 2, 30)
+    exact = evaluate(q, d, ql, dl, ties="expected", cutoffs=[5, 12]).precision_at
+    samples = []
+    for _ in range(3000):
+        order = rng.permutation(len(d))
+        samples.append(evaluate(q, d[order], ql, dl[order], cutoffs=[5, 12]).precision_at)
+    np.testing.assert_allclose(exact, np.mean(samples, axis=0), atol=0.01)
+
+
+def test_distances_beyond_255_bits():
+    rng = np.random.default_rng(10)
+    q, d = rng.normal(size=(4, 512)), rng.normal(size=(50, 512))
+    ql, dl = np.eye(3)[rng.integers(0, 3, 4)], np.eye(3)[rng.integers(0, 3, 50)]
+    expected = brute_force_ap(q >= 0, d >= 0, ql, dl, 10)
+    assert mean_average_precision(q, d, ql, dl, topk=10) == pytest.approx(expected, abs=1e-9)

@@ -37,8 +37,9 @@ def pack_rows(bits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.packbits(padded, axis=1, bitorder="little").view(np.uint64))
 
 
-def pack_codes(codes: Any) -> np.ndarray:
-    return pack_rows(binarize(codes))
+def unpack_rows(words: np.ndarray) -> np.ndarray:
+    """The bool rows of :func:`pack_rows` (with its zero padding)."""
+    return np.unpackbits(words.view(np.uint8), axis=1, bitorder="little").astype(bool)
 
 
 def multi_hot(labels: Any, num_classes: int | None = None) -> np.ndarray:

@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from numba import njit, prange
 
-from hashbench.eval.codes import binarize, pack_labels, pack_rows
+from hashbench.eval.codes import binarize, pack_labels, pack_rows, unpack_rows
+from hashbench.eval.torch_backend import rank_torch
 from hashbench.validation import check_choice
 
 TIES = ("index", "expected", "random")
+BACKENDS = ("auto", "numba", "torch")
 
 
 @njit(inline="always")
@@ -119,6 +122,39 @@ def _expected_ap(hist_total, hist_rel, k):
     return s_full / r_before if r_before > 0 else 0.0
 
 
+@njit(cache=True)
+def _expected_query(ht, hr, topks, cutoffs, ap_row, rel_row):
+    """Expected AP at each k and expected relevant counts at each cutoff, from one query's
+    histograms (a cutoff inside a bucket takes its share of the bucket's relevant items)."""
+    for i in range(topks.shape[0]):
+        ap_row[i] = _expected_ap(ht, hr, topks[i])
+    n_bins = ht.shape[0]
+    for c in range(cutoffs.shape[0]):
+        n_cut = cutoffs[c]
+        seen_total = 0
+        seen_rel = 0
+        rel_row[c] = 0.0
+        for d in range(n_bins):
+            if seen_total + ht[d] >= n_cut:
+                rel_row[c] = seen_rel + (n_cut - seen_total) * hr[d] / max(ht[d], 1)
+                break
+            seen_total += ht[d]
+            seen_rel += hr[d]
+        else:
+            rel_row[c] = seen_rel
+
+
+@njit(parallel=True, cache=True)
+def expected_from_histograms(hist_total, hist_rel, topks, cutoffs):
+    """The ``ties="expected"`` metrics of many queries from their distance histograms."""
+    n_query = hist_total.shape[0]
+    ap = np.zeros((n_query, topks.shape[0]))
+    rel_at = np.zeros((n_query, cutoffs.shape[0]))
+    for q in prange(n_query):
+        _expected_query(hist_total[q], hist_rel[q], topks, cutoffs, ap[q], rel_at[q])
+    return ap, rel_at
+
+
 @njit(parallel=True, cache=True)
 def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, expected):
     """AP at every k in ``topks``, both histograms, and relevant counts at ``cutoffs``."""
@@ -131,7 +167,7 @@ def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, ex
     rel_at = np.zeros((n_query, cutoffs.shape[0]), dtype=np.float64)
     max_rank = max(topks.max(), cutoffs.max() if cutoffs.shape[0] else 0)
     for q in prange(n_query):
-        dist = np.empty(n_db, dtype=np.uint8)
+        dist = np.empty(n_db, dtype=np.uint16)  # distances reach 1024 bits
         rel = np.empty(n_db, dtype=np.uint8)
         ht = hist_total[q]
         hr = hist_rel[q]
@@ -142,16 +178,7 @@ def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, ex
             start_total[d] = start_total[d - 1] + ht[d - 1]
             start_rel[d] = start_rel[d - 1] + hr[d - 1]
         if expected:
-            for i in range(n_k):
-                ap[q, i] = _expected_ap(ht, hr, topks[i])
-            for c in range(cutoffs.shape[0]):  # expected relevant count among the first N
-                n_cut = cutoffs[c]
-                for d in range(n_bins):
-                    if start_total[d] + ht[d] >= n_cut:
-                        rel_at[q, c] = start_rel[d] + (n_cut - start_total[d]) * hr[d] / max(ht[d], 1)
-                        break
-                else:
-                    rel_at[q, c] = start_rel[n_bins - 1] + hr[n_bins - 1]
+            _expected_query(ht, hr, topks, cutoffs, ap[q], rel_at[q])
             continue
         # stable counting placement of the first max_rank items
         last = n_bins - 1
@@ -226,13 +253,19 @@ def evaluate(
     ties: str = "index",
     seed: int = 0,
     cutoffs: Sequence[int] | None = None,
+    backend: str = "auto",
 ) -> RetrievalResult:
     """All retrieval metrics for one query set (see the module docstring for definitions).
 
     Codes may be {-1,+1}, {0,1} or real-valued (binarised with >= 0); labels class
     indices or multi-hot rows. An item is relevant when it shares a label with the query.
+    ``backend="auto"`` uses torch when the codes are CUDA tensors and the numba kernel
+    otherwise; ``"torch"`` and ``"numba"`` force one.
     """
     check_choice("ties", ties, TIES)
+    check_choice("backend", backend, BACKENDS)
+    device = query_codes.device if isinstance(query_codes, torch.Tensor) else torch.device("cpu")
+    use_torch = backend == "torch" or (backend == "auto" and device.type == "cuda")
     q_bits, d_bits = binarize(query_codes), binarize(db_codes)
     bits = q_bits.shape[1]
     if d_bits.shape[1] != bits:
@@ -244,14 +277,21 @@ def evaluate(
     n_db = len(d_codes)
     if ties == "random":
         order = np.random.default_rng(seed).permutation(n_db)
-        d_codes, d_labels = d_codes[order], d_labels[order]
+        d_bits, d_codes, d_labels = d_bits[order], d_codes[order], d_labels[order]
     resolved = np.array([n_db if k is None else min(int(k), n_db) for k in topks], dtype=np.int64)
     if (resolved <= 0).any():
         raise ValueError(f"topk must be positive or None; got {list(topks)}")
     cut = default_cutoffs(n_db) if cutoffs is None else np.minimum(np.asarray(cutoffs, dtype=np.int64), n_db)
-    ap, hist_total, hist_rel, rel_at = _rank_all(
-        q_codes, q_labels, d_codes, d_labels, bits + 1, resolved, cut, ties == "expected"
-    )
+    if use_torch:
+        ap, hist_total, hist_rel, rel_at = rank_torch(
+            torch.from_numpy(q_bits).to(device), torch.from_numpy(d_bits).to(device),
+            torch.from_numpy(unpack_rows(q_labels)).to(device), torch.from_numpy(unpack_rows(d_labels)).to(device),
+            resolved, cut, ties == "expected",
+        )
+    else:
+        ap, hist_total, hist_rel, rel_at = _rank_all(
+            q_codes, q_labels, d_codes, d_labels, bits + 1, resolved, cut, ties == "expected"
+        )
     within_total = np.cumsum(hist_total, axis=1)
     within_rel = np.cumsum(hist_rel, axis=1)
     n_relevant = within_rel[:, -1:]
