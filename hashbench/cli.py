@@ -152,8 +152,10 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
 @click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
 @click.option("--datasets", default=None, help="Only these datasets (comma-separated).")
 @click.option("--bits", default=None, help="Only these code lengths (comma-separated).")
+@click.option("--tsne-bits", type=int, default=None, help="Code length of the t-SNE plots (default: the longest).")
 @user_errors
-def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None) -> None:
+def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
+                   tsne_bits: int | None) -> None:
     """Regenerate tables and figures from the records and saved codes (no retraining)."""
     from hashbench.analysis.report import build_report
 
@@ -162,6 +164,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
         datasets=split_list(datasets, "--datasets") if datasets else None,
         bits=[check_bits(b) for b in split_list(bits, "--bits")] if bits else None,
         command=" ".join(["hashbench", *sys.argv[1:]]),
+        tsne_bits=tsne_bits,
     )
     for path in written:
         click.echo(str(path))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from hashbench.analysis.figures import write_figures
 from hashbench.analysis.tables import long_form, map_table, to_latex, to_markdown
-from hashbench.results import load_records
+from hashbench.results import iter_records, load_records
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
 
@@ -34,8 +35,9 @@ def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str,
 
 
 def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = None, bits: list[int] | None = None,
-                 command: str = "hashbench report") -> list[Path]:
-    """Write tables (and figures) for the records under ``results_root`` into ``out``."""
+                 command: str = "hashbench report", tsne_bits: int | None = None) -> list[Path]:
+    """Write every table and figure for the records under ``results_root`` into ``out``,
+    and a README.md that shows them all."""
     if not results_root.is_dir():
         raise HashbenchError(f"results folder not found: {results_root}")
     records = load_records(results_root)
@@ -52,11 +54,25 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     ablation = [m for m in ABLATION_METHODS if m in set(records["method"])]
     if "mlh" in ablation and len(ablation) > 1:
         written += write_tables(records, out, "ablation", "MLH ablation (mAP)", ablation)
+    raw = {str(folder): record for folder, record in iter_records(results_root)}
+    figures = write_figures(records, raw, out, tsne_bits=tsne_bits)
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
-                f"from {len(records)} run records in `{results_root}`.\n"]
+                f"from {len(records)} run records in `{results_root}` "
+                f"({(records['status'] == 'done').sum()} finished).\n"]
+    unfinished = records[records["status"] != "done"]
+    if not unfinished.empty:
+        sections.append("## Unfinished runs\n")
+        sections += [f"- {r.method} {r.dataset} {r.bits} bits seed {r.seed}: {r.status}"
+                     f"{': ' + r.reason if isinstance(r.reason, str) else ''}" for r in unfinished.itertuples()]
+        sections.append("")
     for path in written:
         if path.suffix == ".md":
             sections.append(path.read_text().replace("# ", "## ", 1))
             sections.append(f"Also as [{path.stem}.tex]({path.stem}.tex) and [{path.stem}.csv]({path.stem}.csv).\n")
+    sections.append("## Figures\n")
+    for path in figures:
+        if path.suffix == ".png":
+            sections.append(f"![{path.stem}](figures/{path.name})  \n[PDF](figures/{path.stem}.pdf)\n")
+    written += figures
     written.append(_write(out / "README.md", "\n".join(sections)))
     return written

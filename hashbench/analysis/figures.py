@@ -1,0 +1,181 @@
+"""Figures from the saved codes and records: PR curves by Hamming radius, precision@N,
+t-SNE of database codes, code-distance distributions and training curves.
+
+Each figure is written as PNG (for reading) and PDF (for papers) under ``figures/``; one
+colour per method, the same in every figure, from seaborn's colour-blind palette.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from hashbench.eval import RetrievalResult, evaluate
+from hashbench.results import load_codes
+
+#: Database items drawn (seeded) for t-SNE and for the pair-distance histograms.
+TSNE_POINTS = 1000
+PAIR_SAMPLE = 500
+SEED = 0
+
+
+def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, float]]:
+    names = sorted(set(methods))
+    palette = sns.color_palette("colorblind", n_colors=max(len(names), 1))
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
+def _save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.png", folder / f"{stem}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None, "Producer": None})
+    plt.close(fig)
+    return paths
+
+
+def _style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+
+
+def curves_by_method(runs: pd.DataFrame) -> dict[str, list[RetrievalResult]]:
+    """Recompute every retrieval curve of the finished runs from their codes."""
+    out: dict[str, list[RetrievalResult]] = {}
+    for row in runs.itertuples():
+        codes = load_codes(Path(row.path))
+        out.setdefault(row.method, []).append(evaluate(
+            codes["query_codes"], codes["database_codes"], codes["query_labels"], codes["database_labels"],
+            topks=(int(row.topk),)))
+    return out
+
+
+def pr_figure(curves: dict[str, list[RetrievalResult]], colours: dict, title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    for method, results in sorted(curves.items()):
+        precision = np.mean([r.radius_precision for r in results], axis=0)
+        recall = np.mean([r.radius_recall for r in results], axis=0)
+        ax.plot(recall, precision, marker="o", markersize=2.5, label=method, color=colours[method])
+    ax.set(xlabel="Recall", ylabel="Precision", title=title, xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def precision_at_n_figure(curves: dict[str, list[RetrievalResult]], colours: dict, title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    for method, results in sorted(curves.items()):
+        ax.plot(results[0].cutoffs, np.mean([r.precision_at for r in results], axis=0), marker="o", markersize=2.5,
+                label=method, color=colours[method])
+    ax.set(xlabel="Number of top retrieved items N", ylabel="Precision@N", title=title, ylim=(0, 1.02))
+    ax.legend(fontsize=7)
+    return fig
+
+
+def tsne_figure(path: Path, title: str, class_names: list[str] | None = None) -> plt.Figure:
+    from sklearn.manifold import TSNE
+
+    codes = load_codes(path)
+    rng = np.random.default_rng(SEED)
+    n_db = len(codes["database_codes"])
+    pick = np.sort(rng.choice(n_db, size=min(TSNE_POINTS, n_db), replace=False))
+    points = codes["database_codes"][pick].astype(np.float32) * 2 - 1
+    classes = codes["database_labels"][pick].argmax(1)
+    embedded = TSNE(n_components=2, init="pca", random_state=SEED, perplexity=min(30, len(pick) - 1),
+                    max_iter=300).fit_transform(points)
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    palette = sns.color_palette("colorblind", n_colors=max(int(classes.max()) + 1, 1))
+    ax.scatter(embedded[:, 0], embedded[:, 1], c=[palette[c % len(palette)] for c in classes], s=3, linewidths=0)
+    ax.set(title=title, xticks=[], yticks=[])
+    return fig
+
+
+def pair_distances(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Hamming distances of sampled query-database pairs, split into same- and different-class."""
+    codes = load_codes(path)
+    rng = np.random.default_rng(SEED)
+    q_pick = rng.choice(len(codes["query_codes"]), size=min(PAIR_SAMPLE, len(codes["query_codes"])), replace=False)
+    d_pick = rng.choice(len(codes["database_codes"]), size=min(PAIR_SAMPLE, len(codes["database_codes"])),
+                        replace=False)
+    q, d = codes["query_codes"][q_pick], codes["database_codes"][d_pick]
+    distance = (q[:, None, :] != d[None, :, :]).sum(-1)
+    same = (codes["query_labels"][q_pick].astype(int) @ codes["database_labels"][d_pick].T.astype(int)) > 0
+    return distance[same], distance[~same], q.shape[1]
+
+
+def code_distribution_figure(paths: dict[str, Path], colours: dict, title: str) -> plt.Figure:
+    """In the spirit of the MLH paper's Fig. 5: same-class vs different-class distance histograms."""
+    order = [m for m in ("mlh-center", "mlh-pairwise", "mlh") if m in paths] + sorted(
+        m for m in paths if m not in ("mlh-center", "mlh-pairwise", "mlh"))
+    columns = min(5, len(order))
+    rows = -(-len(order) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.4 * rows + 0.4), sharey=True, squeeze=False)
+    for ax, method in zip(axes.flat, order, strict=False):
+        same, different, bits = pair_distances(paths[method])
+        bins = np.arange(bits + 2) - 0.5
+        ax.hist(same, bins=bins, density=True, alpha=0.75, color=colours[method], label="same class")
+        ax.hist(different, bins=bins, density=True, histtype="step", color="black", label="different class")
+        ax.set(title=method, xlabel="Hamming distance")
+    for ax in list(axes.flat)[len(order):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("Density")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    fig.suptitle(title)
+    return fig
+
+
+def training_curves_figure(records: list[dict], colours: dict, title: str) -> plt.Figure | None:
+    """Per-epoch training loss (first seed of each method)."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    drawn = False
+    for record in sorted(records, key=lambda r: (r["method"], r["seed"])):
+        history = record.get("history") or []
+        if not history or any(line.get_label() == record["method"] for line in ax.get_lines()):
+            continue
+        ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], label=record["method"],
+                color=colours[record["method"]])
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="Epoch", ylabel="Training loss", title=title, yscale="log")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, tsne_bits: int | None = None
+                  ) -> list[Path]:
+    """Every figure for the finished runs in ``records`` (``raw`` maps run path -> record)."""
+    _style()
+    folder = out / "figures"
+    done = records[records["status"] == "done"]
+    colours = method_colours(records["method"])
+    written: list[Path] = []
+    for (dataset, bits), runs in done.groupby(["dataset", "bits"], sort=True):
+        curves = curves_by_method(runs)
+        tag = f"{dataset}, {bits} bits"
+        written += _save(pr_figure(curves, colours, f"PR by Hamming radius ({tag})"), folder, f"pr_{dataset}_{bits}")
+        written += _save(precision_at_n_figure(curves, colours, f"Precision@N ({tag})"), folder,
+                         f"precision_at_n_{dataset}_{bits}")
+        first = runs.sort_values("seed").drop_duplicates("method")
+        paths = {row.method: Path(row.path) for row in first.itertuples()}
+        written += _save(code_distribution_figure(paths, colours, f"Code distances ({tag})"), folder,
+                         f"code_distribution_{dataset}_{bits}")
+        curves_fig = training_curves_figure([raw[p] for p in runs["path"]], colours, f"Training loss ({tag})")
+        if curves_fig is not None:
+            written += _save(curves_fig, folder, f"training_{dataset}_{bits}")
+    for dataset, runs in done.groupby("dataset", sort=True):
+        chosen = tsne_bits if tsne_bits in set(runs["bits"]) else int(runs["bits"].max())
+        first = runs[runs["bits"] == chosen].sort_values("seed").drop_duplicates("method")
+        for row in first.itertuples():
+            fig = tsne_figure(Path(row.path), f"t-SNE: {row.method}, {dataset}, {chosen} bits")
+            written += _save(fig, folder, f"tsne_{dataset}_{row.method}_{chosen}")
+    return written
