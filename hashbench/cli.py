@@ -17,6 +17,7 @@ import click
 
 from hashbench.config import CONFIG_KEYS, parse_assignments, resolve_config
 from hashbench.data.datasets import PATTERNS, get_dataset, load_dataset
+from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
 from hashbench.validation import HashbenchError, check_bits, check_int
 
@@ -113,7 +114,7 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         spec, _ = get_dataset(name)
         split_seed = check_int("split_seed", overrides.get("split_seed", 0), 0)
         loaded[name] = (spec, load_dataset(name, Path(overrides["data_root"]) if "data_root" in overrides else None,
-                                           split_seed))
+                                           split_seed, bool(overrides.get("skip_corrupt", False))))
     jobs = []
     for dataset_name, method_name, n_bits, seed in itertools.product(dataset_names, method_names, bit_list,
                                                                      seed_list):
@@ -122,9 +123,11 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         jobs.append(resolve_config(method=method_name, method_cls=cls, dataset=dataset_name,
                                    dataset_defaults=loaded[dataset_name][0].defaults, bits=n_bits, seed=seed,
                                    overrides=own))
-    for backbone in sorted({config.backbone for config in jobs}):
-        if backbone not in BACKBONES:
-            raise HashbenchError(BACKBONES.unknown_message(backbone))
+    # Build each backbone once before any run: unknown names, missing or ill-fitting weights
+    # are errors of the whole command, not failures of every run.
+    for backbone, weights, weights_path in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs},
+                                                  key=str):
+        build_backbone(backbone, weights, weights_path)
     root = Path(results_root)
     failures = []
     for index, config in enumerate(jobs, start=1):

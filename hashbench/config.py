@@ -46,6 +46,7 @@ class RunConfig:
     data_root: str | None = None
     split_seed: int = 0
     topk: int | None = None  # None: the protocol's K
+    skip_corrupt: bool = False  # list files: leave out (and count) unreadable images instead of failing
     ties: str = "index"
     # model
     backbone: str = "resnet50"
@@ -53,6 +54,9 @@ class RunConfig:
     weights_path: str | None = None  # a local state dict instead
     image_size: int | None = None  # None: the size the weights were trained at
     frozen_backbone: bool = False
+    # Cached features are centred and scaled with the training split's statistics: linear
+    # heads on raw post-ReLU features (large common offset) train badly, DPSH diverges.
+    standardize_features: bool = True
     # optimisation
     optimizer: str = "adam"
     lr: float = 1e-4

@@ -36,8 +36,8 @@ def test_single_and_multi_label_files(tmp_path):
     data = load_dataset(f"listfile:{tmp_path / 'multi'}")
     assert data.multi_label
     assert data.labels[data.split.query[0]].tolist() == [0, 1, 1]
-    image, position = data.images[0]
-    assert image.shape == (3, 256, 256) and position == 0
+    image, error = data.images[0]
+    assert image.shape == (3, 256, 256) and error == ""
 
 
 @pytest.mark.parametrize(("content", "line", "message"), [

@@ -81,7 +81,7 @@ class DatasetSpec:
 
     name: str
     summary: str
-    load: Callable[[Path, int], HashingDataset]
+    load: Callable[[Path, int, bool], HashingDataset]  # (data root, split seed, skip corrupt images)
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,7 +98,7 @@ def one_hot(class_ids: np.ndarray, num_classes: int) -> torch.Tensor:
 DIGITS_QUERY_PER_CLASS = 20
 
 
-def _load_digits(_root: Path, seed: int) -> HashingDataset:
+def _load_digits(_root: Path, seed: int, _skip_corrupt: bool) -> HashingDataset:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -166,7 +166,11 @@ def _find_cifar10(root: Path) -> _Cifar:
 
 
 def _cifar_split(protocol: str, cifar: _Cifar, seed: int) -> tuple[Split, int]:
-    """The three CIFAR-10 protocols of DeepHash-pytorch, with their mAP cut-off K."""
+    """The three CIFAR-10 protocols of DeepHash-pytorch, with their mAP cut-off K, and a
+    small one for tests and smoke runs."""
+    if protocol == "cifar10-mini":
+        parts = sample_per_class(cifar.class_ids, {"query": 20, "train": 50, "database": 200}, seed)
+        return Split(train=parts["train"], query=parts["query"], database=parts["database"]), 2000
     if protocol == "cifar10-2":
         train = np.flatnonzero(cifar.subsets == "train").astype(np.int64)
         query = np.flatnonzero(cifar.subsets == "test").astype(np.int64)
@@ -179,8 +183,8 @@ def _cifar_split(protocol: str, cifar: _Cifar, seed: int) -> tuple[Split, int]:
     return Split(train=parts["train"], query=parts["query"], database=database), len(database)
 
 
-def _cifar_loader(protocol: str) -> Callable[[Path, int], HashingDataset]:
-    def load(root: Path, seed: int) -> HashingDataset:
+def _cifar_loader(protocol: str) -> Callable[[Path, int, bool], HashingDataset]:
+    def load(root: Path, seed: int, _skip_corrupt: bool) -> HashingDataset:
         cifar = _find_cifar10(root)
         split, topk = _cifar_split(protocol, cifar, seed)
         return HashingDataset(
@@ -197,11 +201,13 @@ def _cifar_loader(protocol: str) -> Callable[[Path, int], HashingDataset]:
     return load
 
 
-_CIFAR_DEFAULTS = {"backbone": "mobilenet_v2"}
+# MobileNetV2's IMAGENET1K_V1 weights are the ones shipped for offline use (../shared).
+_CIFAR_DEFAULTS = {"backbone": "mobilenet_v2", "weights": "IMAGENET1K_V1"}
 for _name, _summary in {
     "cifar10": "CIFAR-10: 100 query + 500 train per class; database = the other 54,000 (mAP@54000)",
     "cifar10-1": "CIFAR-10: 1,000 query; database = the other 59,000; 5,000 train from it (mAP@59000)",
     "cifar10-2": "CIFAR-10: query = 10,000 test images; train = database = 50,000 (mAP@50000)",
+    "cifar10-mini": "CIFAR-10 smoke test: 20 query, 50 train, 200 database per class (mAP@2000)",
 }.items():
     DATASETS.register(_name, DatasetSpec(_name, _summary, _cifar_loader(_name), defaults=_CIFAR_DEFAULTS))
 
@@ -215,13 +221,16 @@ def _digest_files(*paths: Path) -> str:
     return sha.hexdigest()[:16]
 
 
-def load_list_dataset(name: str, root: Path, topk: int | None, seed: int) -> HashingDataset:
-    """``train.txt``, ``test.txt`` (queries) and ``database.txt`` under ``root``."""
+def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, skip_corrupt: bool = False
+                      ) -> HashingDataset:
+    """``train.txt``, ``test.txt`` (queries) and ``database.txt`` under ``root``; with
+    ``skip_corrupt`` every image is checked first and unreadable ones are left out (counted)."""
     if not root.is_dir():
         raise HashbenchError(f"data root for {name} not found: {root}")
     files = {role: root / f"{stem}.txt" for role, stem in (("train", "train"), ("query", "test"),
                                                             ("database", "database"))}
-    lists = {role: read_list_file(path, root) for role, path in files.items()}
+    lists = {role: read_list_file(path, root, skip_corrupt=skip_corrupt) for role, path in files.items()}
+    skipped = sum(lst.skipped for lst in lists.values())
     widths = {role: lst.labels.shape[1] for role, lst in lists.items()}
     if len(set(widths.values())) != 1:
         raise HashbenchError(f"{root}: list files disagree on the number of labels: {widths}")
@@ -235,16 +244,17 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int) -> Has
         split=Split(train=ranges[0], query=ranges[1], database=ranges[2]),
         topk=topk,
         class_names=[str(i) for i in range(labels.shape[1])],
-        source=f"{root} (lists {_digest_files(*files.values())})",
+        source=f"{root} (lists {_digest_files(*files.values())}"
+               f"{f'; {skipped} corrupt images skipped' if skipped else ''})",
         split_seed=seed,
         load_images=lambda: FileImages(paths),
     )
 
 
-def _list_preset(name: str, topk: int) -> Callable[[Path, int], HashingDataset]:
-    def load(root: Path, seed: int) -> HashingDataset:
+def _list_preset(name: str, topk: int) -> Callable[[Path, int, bool], HashingDataset]:
+    def load(root: Path, seed: int, skip_corrupt: bool) -> HashingDataset:
         folder = root if (root / "train.txt").is_file() else root / name
-        return load_list_dataset(name, folder, topk, seed)
+        return load_list_dataset(name, folder, topk, seed, skip_corrupt)
 
     return load
 
@@ -258,7 +268,7 @@ for _name, _topk, _summary in (
                                          defaults={"backbone": "resnet50"}))
 
 
-def _load_image_folder(root: Path, seed: int) -> HashingDataset:
+def _load_image_folder(root: Path, seed: int, _skip_corrupt: bool) -> HashingDataset:
     if not root.is_dir():
         raise HashbenchError(f"image folder not found: {root}")
     tree = scan_tree(root)
@@ -281,7 +291,7 @@ def _load_image_folder(root: Path, seed: int) -> HashingDataset:
 PATTERNS: dict[str, DatasetSpec] = {
     "listfile": DatasetSpec(
         "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N)",
-        lambda root, seed: load_list_dataset(f"listfile:{root}", root, None, seed),
+        lambda root, seed, skip: load_list_dataset(f"listfile:{root}", root, None, seed, skip),
     ),
     "imagefolder": DatasetSpec(
         "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries)",
@@ -303,6 +313,7 @@ def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
         raise HashbenchError(str(err)) from None
 
 
-def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0) -> HashingDataset:
+def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0, skip_corrupt: bool = False
+                 ) -> HashingDataset:
     spec, folder = get_dataset(name)
-    return spec.load(folder or data_root or default_data_root(), split_seed)
+    return spec.load(folder or data_root or default_data_root(), split_seed, skip_corrupt)

@@ -62,8 +62,13 @@ class FileImages(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
-        return decode_image(self.paths[position], self.load_size), position
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, str]:
+        """The image, and an error message instead of raising: an exception raised in a
+        DataLoader worker reaches the main process wrapped in a multi-line traceback."""
+        try:
+            return decode_image(self.paths[position], self.load_size), ""
+        except HashbenchError as err:
+            return torch.zeros(3, self.load_size, self.load_size, dtype=torch.uint8), str(err)
 
 
 ImageStore = TensorImages | FileImages
@@ -104,7 +109,9 @@ def iterate_batches(
         pin_memory=non_blocking,
         persistent_workers=False,
     )
-    for start, (images, _) in zip(range(0, stop, batch_size), loader, strict=True):
+    for start, (images, errors) in zip(range(0, stop, batch_size), loader, strict=True):
+        if any(errors):
+            raise HashbenchError(next(e for e in errors if e))
         yield images.to(device, non_blocking=non_blocking), order[start : start + batch_size]
 
 

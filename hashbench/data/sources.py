@@ -139,14 +139,26 @@ def load_torchvision_cifar10(root: Path) -> tuple[torch.Tensor, np.ndarray, np.n
 class ListFile:
     paths: list[Path]
     labels: np.ndarray  # (N, C) float32 multi-hot
+    skipped: int = 0  # unreadable images left out (skip_corrupt)
 
 
-def read_list_file(path: Path, image_root: Path, check_files: bool = True) -> ListFile:
+def image_is_readable(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return False
+
+
+def read_list_file(path: Path, image_root: Path, check_files: bool = True, skip_corrupt: bool = False) -> ListFile:
     """Parse a DeepHash/HashNet list file: ``relative/path l1 l2 ... lC`` per line.
 
     Every line must have the same label width and 0/1 labels, and (when ``check_files``)
-    name an existing file; errors name the file and line.
+    name an existing file; errors name the file and line. ``skip_corrupt`` decodes each
+    image and leaves out (and counts) the lines whose image cannot be read.
     """
+    skipped = 0
     if not path.is_file():
         raise HashbenchError(f"missing list file: {path}")
     paths: list[Path] = []
@@ -168,8 +180,11 @@ def read_list_file(path: Path, image_root: Path, check_files: bool = True) -> Li
         image = image_root / fields[0]
         if check_files and not image.is_file():
             raise HashbenchError(f"{where}: image file not found: {image}")
+        if skip_corrupt and not image_is_readable(image):
+            skipped += 1
+            continue
         paths.append(image)
         rows.append([float(v) for v in fields[1:]])
     if not rows:
         raise HashbenchError(f"{path}: the list file is empty")
-    return ListFile(paths=paths, labels=np.asarray(rows, dtype=np.float32))
+    return ListFile(paths=paths, labels=np.asarray(rows, dtype=np.float32), skipped=skipped)

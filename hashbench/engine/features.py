@@ -23,11 +23,17 @@ from hashbench.storage import atomic_write
 FEATURES_VERSION = 1
 
 
+def needed_items(dataset: HashingDataset) -> np.ndarray:
+    """The images a protocol uses: train, query and database, each once, sorted."""
+    split = dataset.split
+    return np.unique(np.concatenate([split.train, split.query, split.database]))
+
+
 def feature_key(dataset: HashingDataset, backbone_name: str, backbone: Backbone, transform: ImageTransform) -> str:
     spec = {
         "version": FEATURES_VERSION,
         "source": dataset.source,
-        "items": int(dataset.labels.shape[0]),
+        "items": hashlib.sha256(needed_items(dataset).tobytes()).hexdigest()[:16],
         "backbone": backbone_name,
         "weights": backbone.weights,
         "image_size": transform.image_size,
@@ -63,18 +69,22 @@ def cached_features(
     num_workers: int = 0,
     folder: Path | None = None,
 ) -> tuple[torch.Tensor, bool]:
-    """Features of every image of ``dataset`` (CPU float32, (N, D)) and whether they came from the cache."""
+    """Features (CPU float32, (N, D), N = all images of the dataset; rows the protocol does
+    not use stay zero) and whether they came from the cache."""
     key = feature_key(dataset, backbone_name, backbone, transform)
     path = (folder or cache_dir()) / f"features-{key}.pt"
     if path.exists() and (features := _load_valid(path, key)) is not None:
         return features, True
-    module = backbone.module.to(device).eval()
+    module = backbone.module.to(device, memory_format=torch.channels_last).eval()
+    items = needed_items(dataset)
     chunks = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        for images, _ in iterate_batches(dataset.images, np.arange(len(dataset.labels)), batch_size=batch_size,
-                                         device=device, num_workers=num_workers):
-            chunks.append(module(transform(images, train=False)).float().cpu())
-    features = torch.cat(chunks)
+        for images, _ in iterate_batches(dataset.images, items, batch_size=batch_size, device=device,
+                                         num_workers=num_workers):
+            x = transform(images, train=False).contiguous(memory_format=torch.channels_last)
+            chunks.append(module(x).float().cpu())
+    features = torch.zeros(len(dataset.labels), backbone.feature_dim)
+    features[torch.as_tensor(items)] = torch.cat(chunks)
     with atomic_write(path, "wb") as handle:
         torch.save({"key": key, "sha256": _checksum(features), "features": features}, handle)
     return features, False

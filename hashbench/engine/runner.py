@@ -74,7 +74,7 @@ class Encoder(nn.Module):
         self.source = source  # an image store, or a (N, D) feature tensor when frozen
         self.device = device
         self.num_workers = num_workers
-        if self.backbone is not None and device.type == "cuda":
+        if self.backbone is not None:  # channels_last: faster convolutions on CPUs (~1.8x here) and GPUs
             self.backbone.to(memory_format=torch.channels_last)
 
     def batches(self, indices: np.ndarray, *, batch_size: int, shuffle: bool = False,
@@ -87,9 +87,7 @@ class Encoder(nn.Module):
                  ) -> torch.Tensor:
         if self.backbone is None:
             return inputs
-        x = self.transform(inputs, train=train, generator=generator)
-        if x.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.transform(inputs, train=train, generator=generator).contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             return self.backbone(x).float()
 
@@ -157,6 +155,9 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
         t0 = time.perf_counter()
         source, from_cache = cached_features(dataset, config.backbone, backbone, transform, device=device,
                                              num_workers=config.num_workers)
+        if config.standardize_features:
+            train_rows = source[torch.as_tensor(dataset.split.train)]
+            source = (source - train_rows.mean(0)) / (train_rows.std(0) + 1e-6)
         source = source.to(device)
         timing.update(features_s=time.perf_counter() - t0, features_cached=from_cache)
     else:

@@ -68,19 +68,26 @@ def _distances(q_code, q_label, db_codes, db_labels, dist, rel, hist_total, hist
 
 
 @njit(cache=True)
-def _bucket_precision_sum(n_before, r_before, n, r, m):
-    """Expected sum of precisions over the relevant items among the first ``m`` slots of a
-    bucket of ``n`` items (``r`` relevant) in uniformly random order, after ``n_before``
-    items of which ``r_before`` are relevant; conditional on those ``m`` slots holding
-    exactly ``r`` relevant items when ``m < n`` (the caller passes x for r then)."""
-    if r == 0 or m == 0:
-        return 0.0
-    h1 = 0.0  # sum_p 1 / (n_before + p)
-    h2 = 0.0  # sum_p (p - 1) / (n_before + p)
+def _harmonic_sums(n_before, m):
+    """h1 = sum_{p<=m} 1 / (n_before + p) and h2 = sum_{p<=m} (p - 1) / (n_before + p)."""
+    h1 = 0.0
+    h2 = 0.0
     for p in range(1, m + 1):
         inv = 1.0 / (n_before + p)
         h1 += inv
         h2 += (p - 1) * inv
+    return h1, h2
+
+
+@njit(cache=True)
+def _bucket_precision_sum(r_before, r, m, h1, h2):
+    """Expected sum of precisions over the relevant items among the first ``m`` slots of a
+    tied bucket when those slots hold ``r`` relevant items in uniformly random order, after
+    ``r_before`` relevant items ranked earlier; ``h1``, ``h2`` from :func:`_harmonic_sums`.
+    A slot p is relevant with probability r/m and then has (p-1)(r-1)/(m-1) relevant
+    items before it in expectation."""
+    if r == 0 or m == 0:
+        return 0.0
     others = (r - 1) / (m - 1) if m > 1 else 0.0
     return (r / m) * ((r_before + 1) * h1 + others * h2)
 
@@ -101,7 +108,8 @@ def _expected_ap(hist_total, hist_rel, k):
         n = hist_total[d]
         r = hist_rel[d]
         if n_before + n <= k:  # the bucket lies wholly inside the top k
-            s_full += _bucket_precision_sum(n_before, r_before, n, r, n)
+            h1, h2 = _harmonic_sums(n_before, n)
+            s_full += _bucket_precision_sum(r_before, r, n, h1, h2)
             n_before += n
             r_before += r
             if n_before == k:
@@ -110,13 +118,14 @@ def _expected_ap(hist_total, hist_rel, k):
         # the boundary bucket: m of its n items fall inside the top k, x of them relevant,
         # x hypergeometric; AP = (S_full + S_partial(x)) / (R_full + x)
         m = k - n_before
+        h1, h2 = _harmonic_sums(n_before, m)
         total = 0.0
         log_norm = _log_comb(n, m)
         for x in range(max(0, m - (n - r)), min(r, m) + 1):
             if r_before + x == 0:
                 continue
             prob = math.exp(_log_comb(r, x) + _log_comb(n - r, m - x) - log_norm)
-            partial = _bucket_precision_sum(n_before, r_before, n, x, m)
+            partial = _bucket_precision_sum(r_before, x, m, h1, h2)
             total += prob * (s_full + partial) / (r_before + x)
         return total
     return s_full / r_before if r_before > 0 else 0.0

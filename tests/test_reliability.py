@@ -1,0 +1,112 @@
+"""Bad input and failures: one clear line, a non-zero exit, and nothing finished is lost."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hashbench.registry import METHODS
+from hashbench.storage import atomic_write
+from methods.csq import CSQ
+
+
+class NaNAfterOneEpoch(CSQ):
+    """CSQ whose loss turns NaN at step 30 (digits has 24 steps per epoch)."""
+
+    name = "nan-after-one-epoch"
+
+    def loss(self, output, *, labels, index, step):
+        terms = super().loss(output, labels=labels, index=index, step=step)
+        if step >= 30:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
+@pytest.fixture
+def nan_method():
+    METHODS.register(NaNAfterOneEpoch.name, NaNAfterOneEpoch)
+    yield NaNAfterOneEpoch.name
+    del METHODS._entries[NaNAfterOneEpoch.name]
+
+
+def test_nan_loss_fails_the_run_keeps_checkpoint_and_the_grid_goes_on(cli, tmp_path, nan_method):
+    result = cli("run", "--methods", f"{nan_method},csq", "--bits", "16", "--epochs", "3", "--results", tmp_path,
+                 "--no-progress")
+    assert result.exit_code == 1
+    assert "non-finite loss nan at step 30 (epoch 1)" in result.output
+    assert "1 of 2 runs failed" in result.output
+    failed = tmp_path / "digits" / nan_method / "16" / "seed0"
+    record = json.loads((failed / "result.json").read_text())
+    assert record["status"] == "failed" and "step 30" in record["reason"]
+    assert torch.load(failed / "checkpoint.pt", weights_only=True)["epoch"] == 1  # the last good one
+    assert json.loads((tmp_path / "digits/csq/16/seed0/result.json").read_text())["status"] == "done"
+
+
+def write_list_dataset(root, corrupt: bool):
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True)
+    lines = {"train": [], "test": [], "database": []}
+    for i in range(60):
+        role = "train" if i < 30 else ("test" if i < 40 else "database")
+        cls = i % 3
+        path = root / "img" / f"{i}.jpg"
+        pixels = np.full((16, 16, 3), 60 + 80 * cls, dtype=np.uint8) + rng.integers(0, 20, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(path)
+        lines[role].append(f"img/{i}.jpg " + " ".join("1" if c == cls else "0" for c in range(3)))
+    if corrupt:
+        data = (root / "img" / "45.jpg").read_bytes()  # a database image: every one is encoded
+        (root / "img" / "45.jpg").write_bytes(data[:100])  # truncated inside the header
+    for role, rows in lines.items():
+        (root / f"{role}.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_corrupt_image_is_named_and_skip_corrupt_counts_it(cli, tmp_path):
+    data = write_list_dataset(tmp_path / "data", corrupt=True)
+    args = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
+            "--backbone", "small_cnn", "--set", "weights=none", "--batch-size", "8", "--set", "num_workers=1",
+            "--no-progress"]
+    failed = cli(*args, "--results", tmp_path / "r1")
+    assert failed.exit_code == 1
+    assert f"corrupt or truncated image: {data / 'img' / '45.jpg'}" in failed.output
+    skipped = cli(*args, "--results", tmp_path / "r2", "--set", "skip_corrupt=true")
+    assert skipped.exit_code == 0, skipped.output
+    record = json.loads(next((tmp_path / "r2").glob("**/result.json")).read_text())
+    assert record["protocol"]["sizes"]["database"] == 19 and "1 corrupt images skipped" in record["protocol"]["source"]
+
+
+def test_weights_file_that_does_not_fit(cli, tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"conv.weight": torch.zeros(3)}, bad)
+    result = cli("run", "--methods", "csq", "--bits", "16", "--weights", bad, "--results", tmp_path, "--no-progress")
+    assert result.exit_code != 0
+    assert f"weights file {bad} does not fit backbone small_cnn" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    result = cli("run", "--methods", "csq", "--bits", "16", "--weights", garbage, "--results", tmp_path)
+    assert result.exit_code != 0 and "cannot be read" in result.output
+    assert not list(tmp_path.glob("**/result.json"))  # nothing ran, nothing was written
+
+
+def test_malformed_list_file_through_the_cli(cli, tmp_path):
+    data = write_list_dataset(tmp_path / "data", corrupt=False)
+    (data / "test.txt").write_text("img/30.jpg 1 0 0\nimg/31.jpg 1 0\n")
+    result = cli("run", "--methods", "csq", "--datasets", f"listfile:{data}", "--results", tmp_path / "r")
+    assert result.exit_code != 0
+    assert f"{data / 'test.txt'}:2: 2 labels, but earlier lines have 3" in result.output
+
+
+def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text('{"old": true}')
+    with pytest.raises(RuntimeError), atomic_write(target) as handle:
+        handle.write('{"new": ')
+        raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temp file left behind
