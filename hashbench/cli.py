@@ -17,6 +17,9 @@ import click
 
 from hashbench.config import CONFIG_KEYS, parse_assignments, resolve_config
 from hashbench.data.datasets import PATTERNS, get_dataset, load_dataset
+from hashbench.engine.distributed import world
+from hashbench.engine.launch import LAUNCHERS, ClusterOptions, submit
+from hashbench.engine.runner import execute
 from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
 from hashbench.validation import HashbenchError, check_bits, check_int
@@ -88,11 +91,21 @@ def list_command(what: str) -> None:
               help="Any config key or method hyperparameter; repeatable.")
 @click.option("--force", is_flag=True, help="Rerun runs that already have a record (the old one is archived).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar per run.")
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
+              help="local: in this process; slurm: one submitit job per run; submitit-local: submitit's local "
+                   "executor (real subprocess jobs).")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--gpus-per-job", type=int, default=1, show_default=True)
+@click.option("--cpus-per-job", type=int, default=8, show_default=True)
+@click.option("--time-limit", "time_limit_min", type=int, default=240, show_default=True, help="Minutes per job.")
+@click.option("--array-parallelism", type=int, default=64, show_default=True, help="Jobs of the array at once.")
 @user_errors
 def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments: tuple[str, ...],
-                results_root: str, force: bool, **options: Any) -> None:
+                results_root: str, force: bool, launcher: str, partition: str | None, gpus_per_job: int,
+                cpus_per_job: int, time_limit_min: int, array_parallelism: int, **options: Any) -> None:
     """Train and evaluate the grid methods x datasets x bits x seeds, one record per run."""
-    from hashbench.engine.runner import execute
+    main_process = world().is_main  # under torchrun, rank 0 alone reports
+    echo = click.echo if main_process else (lambda *args, **kwargs: None)
 
     method_names = split_list(methods, "--methods")
     method_classes = {name: METHODS.get(name) for name in method_names}
@@ -130,22 +143,34 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         build_backbone(backbone, weights, weights_path)
     root = Path(results_root)
     failures = []
-    for index, config in enumerate(jobs, start=1):
-        label = f"[{index}/{len(jobs)}] {config.method} {config.dataset} {config.bits} bits seed {config.seed}"
-        outcome = execute(config, root, loaded[config.dataset][1], force=force)
+    labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {config.dataset} {config.bits} bits seed {config.seed}"
+              for i, config in enumerate(jobs, start=1)}
+
+    def report(config: Any, outcome: Any) -> None:
+        label = labels[id(config)]
         if outcome.status == "done":
             metrics = outcome.record["metrics"]
-            click.echo(f"{label}: mAP@{metrics['topk']} = {metrics['map']:.4f} "
-                       f"({outcome.record['timing']['train_s']:.1f} s training)")
+            echo(f"{label}: mAP@{metrics['topk']} = {metrics['map']:.4f} "
+                 f"({outcome.record['timing']['train_s']:.1f} s training)")
         elif outcome.status == "skipped":
-            click.echo(f"{label}: skipped, record exists at {outcome.folder} (--force reruns it)")
+            echo(f"{label}: skipped, record exists at {outcome.folder} (--force reruns it)")
+        elif outcome.status == "busy":
+            echo(f"{label}: skipped, {outcome.reason}")
         else:
-            click.echo(f"{label}: FAILED: {outcome.reason}", err=True)
+            echo(f"{label}: FAILED: {outcome.reason}", err=True)
             failures.append((label, outcome.reason))
+
+    if launcher == "local":
+        for config in jobs:
+            report(config, execute(config, root, loaded[config.dataset][1], force=force))
+    else:
+        options_ = ClusterOptions(partition=partition, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
+                                  time_limit_min=time_limit_min, array_parallelism=array_parallelism)
+        submit(jobs, root, launcher=launcher, options=options_, force=force, report=report)
     if failures:
-        click.echo(f"{len(failures)} of {len(jobs)} runs failed:", err=True)
+        echo(f"{len(failures)} of {len(jobs)} runs failed:", err=True)
         for label, reason in failures:
-            click.echo(f"  {label}: {reason}", err=True)
+            echo(f"  {label}: {reason}", err=True)
         sys.exit(1)
 
 
@@ -171,6 +196,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
     )
     for path in written:
         click.echo(str(path))
+
 
 if __name__ == "__main__":
     main()

@@ -84,6 +84,7 @@ def iterate_batches(
     generator: torch.Generator | None = None,
     num_workers: int = 0,
     drop_last: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(rows on device, positions into indices)`` batches of an image store (uint8
     images) or of a tensor of rows (cached features).
@@ -91,28 +92,25 @@ def iterate_batches(
     ``positions`` index into ``indices`` (i.e. they are 0..len(indices)-1), which is what
     methods with a per-sample memory need. The order is a function of ``generator`` alone,
     so a run resumed at an epoch boundary sees exactly the batches it would have seen.
+    ``shard=(rank, world_size)`` keeps every world_size-th item of each batch, from rank.
     """
     order = torch.randperm(len(indices), generator=generator) if shuffle else torch.arange(len(indices))
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    rank, size = shard
+    batches = [order[start : start + batch_size][rank::size] for start in range(0, stop, batch_size)]
     non_blocking = device.type == "cuda"
     if isinstance(store, (TensorImages, torch.Tensor)):
         rows = store.pixels if isinstance(store, TensorImages) else store
         index_tensor = torch.as_tensor(indices)
-        for start in range(0, stop, batch_size):
-            positions = order[start : start + batch_size]
+        for positions in batches:
             yield rows[index_tensor[positions]].to(device, non_blocking=non_blocking), positions
         return
-    loader = DataLoader(
-        torch.utils.data.Subset(store, [int(indices[p]) for p in order[:stop]]),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        pin_memory=non_blocking,
-        persistent_workers=False,
-    )
-    for start, (images, errors) in zip(range(0, stop, batch_size), loader, strict=True):
+    loader = DataLoader(store, batch_sampler=[[int(indices[p]) for p in positions] for positions in batches],
+                        num_workers=num_workers, pin_memory=non_blocking)
+    for positions, (images, errors) in zip(batches, loader, strict=True):
         if any(errors):
             raise HashbenchError(next(e for e in errors if e))
-        yield images.to(device, non_blocking=non_blocking), order[start : start + batch_size]
+        yield images.to(device, non_blocking=non_blocking), positions
 
 
 @dataclass(frozen=True)

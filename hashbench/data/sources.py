@@ -104,7 +104,7 @@ def cached_pixels(tree: LabelledTree, source: Path) -> torch.Tensor:
         try:
             pixels = np.load(cache, mmap_mode="r")
             if pixels.shape[0] == len(tree.members):
-                return torch.from_numpy(np.ascontiguousarray(pixels))
+                return torch.from_numpy(np.array(pixels))  # a writable copy of the memory map
         except (ValueError, OSError):
             pass  # a corrupt cache is rebuilt below
     if source.is_file():

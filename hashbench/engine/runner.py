@@ -14,6 +14,7 @@ uninterrupted run would see; on the CPU the result is bit-identical.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from hashbench.config import RunConfig
 from hashbench.data.datasets import HashingDataset
 from hashbench.data.images import ImageTransform, iterate_batches
 from hashbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from hashbench.engine.claims import CLAIM, Claim
+from hashbench.engine.distributed import World, broadcast, gather_rows, gather_with_grad, world
 from hashbench.engine.features import cached_features
 from hashbench.eval import evaluate
 from hashbench.method import HashMethod
@@ -78,10 +81,10 @@ class Encoder(nn.Module):
             self.backbone.to(memory_format=torch.channels_last)
 
     def batches(self, indices: np.ndarray, *, batch_size: int, shuffle: bool = False,
-                generator: torch.Generator | None = None, drop_last: bool = False
+                generator: torch.Generator | None = None, drop_last: bool = False, shard: tuple[int, int] = (0, 1)
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return iterate_batches(self.source, indices, batch_size=batch_size, device=self.device, shuffle=shuffle,
-                               generator=generator, num_workers=self.num_workers, drop_last=drop_last)
+                               generator=generator, num_workers=self.num_workers, drop_last=drop_last, shard=shard)
 
     def features(self, inputs: torch.Tensor, *, train: bool, generator: torch.Generator | None = None
                  ) -> torch.Tensor:
@@ -117,15 +120,32 @@ def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
+class Model(nn.Module):
+    """Encoder and method as one module, so DDP sees every trainable parameter."""
+
+    def __init__(self, encoder: Encoder, method: HashMethod) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.method = method
+
+    def forward(self, inputs: torch.Tensor, generator: torch.Generator) -> Any:
+        return self.method(self.encoder.features(inputs, train=True, generator=generator))
+
+
 @torch.no_grad()
-def encode(encoder: Encoder, method: HashMethod, indices: np.ndarray) -> np.ndarray:
-    """Binary codes (bool, (N, bits)) of the items at ``indices``."""
+def encode(encoder: Encoder, method: HashMethod, indices: np.ndarray, ranks: World) -> np.ndarray:
+    """Binary codes (bool, (N, bits)) of the items at ``indices``; with several ranks each
+    encodes every N-th batch item and the codes are gathered."""
     encoder.eval()
     method.eval()
-    out = []
-    for inputs, _ in encoder.batches(indices, batch_size=EVAL_BATCH):
+    out, where = [], []
+    for inputs, positions in encoder.batches(indices, batch_size=EVAL_BATCH, shard=(ranks.rank, ranks.size)):
         out.append((method.codes(method(encoder.features(inputs, train=False))) >= 0).cpu())
-    return torch.cat(out).numpy()
+        where.append(positions)
+    codes = torch.cat(out).numpy()
+    if not ranks.active:
+        return codes
+    return gather_rows(codes, torch.cat(where).numpy(), len(indices))
 
 
 class RunLog:
@@ -141,11 +161,16 @@ class RunLog:
             handle.write(f"{stamp} {message}\n")
 
 
-def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset) -> dict[str, Any]:
-    """Train one configuration and return its record (status ``done``)."""
-    log = RunLog(folder)
+def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset) -> dict[str, Any] | None:
+    """Train one configuration and return its record (status ``done``; None on ranks other than 0)."""
+    ranks = world()
+    log = RunLog(folder) if ranks.is_main else (lambda message: None)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     device = resolve_device(config.device)
+    if ranks.active and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+    if config.batch_size % ranks.size:
+        raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; got {config.batch_size}")
     torch.manual_seed(config.seed)
     method_cls = METHODS.get(config.method)
     backbone = build_backbone(config.backbone, config.weights, config.weights_path)
@@ -185,6 +210,12 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
         start_epoch, step, history = state["epoch"], state["step"], state["history"]
         log(f"resumed from {checkpoint} at epoch {start_epoch}")
 
+    model = Model(encoder, method)
+    if ranks.active:  # method state (memories, centers) is updated alike on every rank: no buffer broadcast
+        ddp = torch.nn.parallel.DistributedDataParallel
+        no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                          else {"broadcast_buffers": False})
+        model = ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
     log(f"config {config.as_dict()}")
     train_s, images_seen = 0.0, 0
     bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"{config.method} {config.dataset} "
@@ -199,11 +230,13 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
         sums: dict[str, float] = {}
         batches = 0
         for inputs, positions in encoder.batches(split.train, batch_size=config.batch_size, shuffle=True,
-                                                 generator=generator, drop_last=drop_last):
+                                                 generator=generator, drop_last=drop_last,
+                                                 shard=(ranks.rank, ranks.size)):
             method.on_step_start(step)
-            features = encoder.features(inputs, train=True, generator=generator)
-            output = method(features)
+            output = model(inputs, generator)
             index = positions.to(device)
+            if ranks.active:  # the loss sees the global batch (see hashbench.engine.distributed)
+                output, index = gather_with_grad(output), gather_with_grad(index)
             losses = method.loss(output, labels=train_labels[index], index=index, step=step)
             total = losses["loss"]
             if not torch.isfinite(total):
@@ -215,7 +248,7 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             step += 1
             batches += 1
-            images_seen += len(positions)
+            images_seen += len(index)
         scheduler.step()
         seconds = time.perf_counter() - t0
         train_s += seconds
@@ -223,20 +256,23 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
                  **{name: total / max(batches, 1) for name, total in sums.items()}}
         history.append(entry)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
-        save_checkpoint(checkpoint, {
-            "fingerprint": config.fingerprint(), "epoch": epoch + 1, "step": step, "history": history,
-            "encoder": encoder.state_dict(), "method": method.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
+        if ranks.is_main:
+            save_checkpoint(checkpoint, {
+                "fingerprint": config.fingerprint(), "epoch": epoch + 1, "step": step, "history": history,
+                "encoder": encoder.state_dict(), "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            })
         bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}",
                         img_s=f"{images_seen / max(train_s, 1e-9):.0f}")
         bar.update(1)
     bar.close()
 
     t0 = time.perf_counter()
-    query_codes = encode(encoder, method, split.query)
-    db_codes = encode(encoder, method, split.database)
+    query_codes = encode(encoder, method, split.query, ranks)
+    db_codes = encode(encoder, method, split.database, ranks)
     encode_s = time.perf_counter() - t0
+    if not ranks.is_main:
+        return None
     topk = config.topk or dataset.topk
     query_labels = dataset.labels[torch.as_tensor(split.query)].numpy() > 0
     db_labels = dataset.labels[torch.as_tensor(split.database)].numpy() > 0
@@ -275,35 +311,55 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
 class RunOutcome:
     config: RunConfig
     folder: Path
-    status: str  # done | skipped | failed
+    status: str  # done | skipped | busy | failed
     record: dict[str, Any] | None = None
     reason: str | None = None
 
 
 def execute(config: RunConfig, results_root: Path, dataset: HashingDataset, *, force: bool = False) -> RunOutcome:
     """Run one configuration unless its record says it is done (``force`` reruns it,
-    archiving the old record and dropping any checkpoint)."""
+    archiving the old record and dropping any checkpoint) or another process holds its
+    claim (status ``busy``)."""
     folder = run_dir(results_root, config.dataset, config.method, config.bits, config.seed)
     existing = read_record(folder)
     if existing is not None and existing.get("status") == "done" and not force:
         return RunOutcome(config, folder, "skipped", existing)
-    if force:
-        archive_previous(folder)
-        with contextlib.suppress(FileNotFoundError):
-            (folder / CHECKPOINT).unlink()
-    try:
-        record = train_and_evaluate(config, folder, dataset)
-    except HashbenchError as err:
-        reason = str(err)
-        RunLog(folder)(f"failed: {reason}")
-        write_record(folder, {
-            "schema": SCHEMA_VERSION, "method": config.method, "dataset": config.dataset, "bits": config.bits,
-            "seed": config.seed, "config": config.as_dict(), "status": "failed", "reason": reason,
-            "timing": {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-            "versions": versions(),
-        })
-        return RunOutcome(config, folder, "failed", reason=reason)
-    write_record(folder, record)
-    if not config.keep_checkpoint:
-        (folder / CHECKPOINT).unlink(missing_ok=True)
-    return RunOutcome(config, folder, "done", record)
+    ranks = world()
+    with Claim(folder) if ranks.is_main else contextlib.nullcontext() as claim:
+        acquired = claim.acquired if ranks.is_main else None
+        if ranks.active:
+            acquired = broadcast(acquired)
+        if not acquired:
+            return RunOutcome(config, folder, "busy", reason=f"claimed by another process ({folder / CLAIM})")
+        existing = read_record(folder)  # it may have finished while we waited for the claim
+        if existing is not None and existing.get("status") == "done" and not force:
+            return RunOutcome(config, folder, "skipped", existing)
+        if ranks.is_main and claim.recovered:
+            RunLog(folder)("recovered a stale claim left by a dead process")
+        if force and ranks.is_main:
+            archive_previous(folder)
+            with contextlib.suppress(FileNotFoundError):
+                (folder / CHECKPOINT).unlink()
+        if ranks.active:
+            broadcast(None)  # the others wait until rank 0 has cleared the folder
+        try:
+            record = train_and_evaluate(config, folder, dataset)
+        except HashbenchError as err:
+            reason = str(err)
+            if ranks.is_main:
+                RunLog(folder)(f"failed: {reason}")
+                write_record(folder, {
+                    "schema": SCHEMA_VERSION, "method": config.method, "dataset": config.dataset,
+                    "bits": config.bits, "seed": config.seed, "config": config.as_dict(), "status": "failed",
+                    "reason": reason, "versions": versions(),
+                    "timing": {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                })
+            return RunOutcome(config, folder, "failed", reason=reason)
+        if ranks.is_main:
+            record["world_size"] = ranks.size
+            write_record(folder, record)
+            if not config.keep_checkpoint:
+                (folder / CHECKPOINT).unlink(missing_ok=True)
+        if ranks.active:
+            record = broadcast(record)
+        return RunOutcome(config, folder, "done", record)

@@ -1,0 +1,66 @@
+"""Frozen-backbone features: cache keys, reuse, corruption; frozen and fine-tune runs on CIFAR-10."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hashbench.data import ImageTransform, load_dataset
+from hashbench.engine.features import cached_features, feature_key
+from hashbench.models import build_backbone
+
+
+def test_feature_key_covers_what_changes_features(cifar_tar):
+    data = load_dataset("cifar10-mini", cifar_tar)
+    backbone = build_backbone("resnet18", None)
+    base = ImageTransform(64, backbone.mean, backbone.std)
+    key = feature_key(data, "resnet18", backbone, base)
+    assert key == feature_key(load_dataset("cifar10-mini", cifar_tar), "resnet18", backbone, base)
+    assert key != feature_key(data, "resnet18", backbone, ImageTransform(96, backbone.mean, backbone.std))
+    assert key != feature_key(data, "resnet50", backbone, base)
+    other_weights = build_backbone("resnet18", None, None)
+    other_weights.weights = "some.pth"
+    assert key != feature_key(data, "resnet18", other_weights, base)
+    assert key != feature_key(load_dataset("cifar10-mini", cifar_tar, split_seed=1), "resnet18", backbone, base)
+
+
+def test_cache_is_reused_and_a_corrupt_file_is_rebuilt(tmp_path):
+    data = load_dataset("digits")
+    backbone = build_backbone("small_cnn")
+    transform = ImageTransform(16, backbone.mean, backbone.std)
+    first, cached = cached_features(data, "small_cnn", backbone, transform, device=torch.device("cpu"),
+                                    folder=tmp_path)
+    assert not cached and first.shape == (1797, 128)
+    again, cached = cached_features(data, "small_cnn", backbone, transform, device=torch.device("cpu"),
+                                    folder=tmp_path)
+    assert cached and torch.equal(first, again)
+    (cache_file,) = tmp_path.glob("features-*.pt")
+    cache_file.write_bytes(cache_file.read_bytes()[:1000])  # torn
+    rebuilt, cached = cached_features(data, "small_cnn", backbone, transform, device=torch.device("cpu"),
+                                      folder=tmp_path)
+    assert not cached and torch.equal(first, rebuilt)
+
+
+def test_frozen_runs_share_the_feature_cache(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    result = cli("run", "--methods", "csq,mlh", "--bits", "16", "--frozen-backbone", "--epochs", "3",
+                 "--results", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "r").glob("**/result.json"))]
+    assert [r["timing"]["features_cached"] for r in records] == [False, True]  # csq first, then mlh
+    assert all(r["backbone"]["frozen"] for r in records)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["--frozen-backbone", "--fine-tune"])
+def test_cifar10_subset_with_pretrained_mobilenet(cli, tmp_path, monkeypatch, cifar_tar, torch_home, mode):
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    epochs = "2" if mode == "--frozen-backbone" else "5"  # fine-tuning 500 images needs a few more steps
+    result = cli("run", "--methods", "csq", "--bits", "32", "--datasets", "cifar10-mini", "--data-root", cifar_tar,
+                 mode, "--epochs", epochs, "--set", "image_size=64", "--results", tmp_path, "--no-progress")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "cifar10-mini/csq/32/seed0/result.json").read_text())
+    assert record["backbone"]["weights"] == "MobileNet_V2_Weights.IMAGENET1K_V1"
+    assert record["metrics"]["map"] > 0.2  # chance is 0.1
