@@ -22,4 +22,4 @@ echo "main grid (45 runs, feature extraction included): $(( $(date +%s) - start 
 start=$(date +%s)
 hashbench run --methods mlh-center,mlh-pairwise,mlh-no-moh,mlh-moe,mlh-moh-unshared "${common[@]}"
 echo "ablation grid (45 runs, cached features): $(( $(date +%s) - start )) s"
-hashbench report --results "$results" --out "$reports"
+hashbench report --results "$results" --out "$reports" --notes benchmarks/cifar10_frozen_notes.md

@@ -66,58 +66,43 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    def real_train() -> float:
-        generator = torch.Generator().manual_seed(0)
-        batches = encoder.batches(train_index, batch_size=args.batch_size, shuffle=True, generator=generator)
-        synchronize(device)
-        start = time.perf_counter()
-        for inputs, positions in batches:
-            train_step(encoder.features(inputs, train=True, generator=generator), positions)
-        synchronize(device)
-        return n_images / (time.perf_counter() - start)
-
     synthetic = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     synthetic = synthetic.contiguous(memory_format=torch.channels_last)
-    positions = torch.arange(args.batch_size)
+    synthetic_positions = torch.arange(args.batch_size)
 
-    def bound_train() -> float:
-        synchronize(device)
-        start = time.perf_counter()
+    def synthetic_features() -> torch.Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            return encoder.backbone(synthetic).float()
+
+    def real_batches(train: bool):
+        generator = torch.Generator().manual_seed(0)
+        for inputs, positions in encoder.batches(train_index, batch_size=args.batch_size, shuffle=train,
+                                                 generator=generator):
+            yield (lambda inputs=inputs: encoder.features(inputs, train=train, generator=generator)), positions
+
+    def synthetic_batches():
         for _ in range(args.steps):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                features = encoder.backbone(synthetic).float()
-            train_step(features, positions)
-        synchronize(device)
-        return n_images / (time.perf_counter() - start)
+            yield synthetic_features, synthetic_positions
 
-    @torch.no_grad()
-    def real_encode() -> float:
+    def images_per_s(batches, train: bool) -> float:
+        """Throughput of one pass; ``batches`` yields (a function making the features, positions)."""
+        encoder.train(train)
+        method.train(train)
         synchronize(device)
         start = time.perf_counter()
-        for inputs, _ in encoder.batches(train_index, batch_size=args.batch_size):
-            method.codes(method(encoder.features(inputs, train=False)))
+        with torch.set_grad_enabled(train):
+            for make_features, positions in batches:
+                if train:
+                    train_step(make_features(), positions)
+                else:
+                    method.codes(method(make_features()))
         synchronize(device)
         return n_images / (time.perf_counter() - start)
 
-    @torch.no_grad()
-    def bound_encode() -> float:
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                features = encoder.backbone(synthetic).float()
-            method.codes(method(features))
-        synchronize(device)
-        return n_images / (time.perf_counter() - start)
-
-    encoder.train()
-    method.train()
-    bound_train()  # warm-up (kernel selection, allocator)
-    rows = [("train", real_train(), bound_train())]
-    encoder.eval()
-    method.eval()
-    bound_encode()
-    rows.append(("encode", real_encode(), bound_encode()))
+    rows = []
+    for phase, train in (("train", True), ("encode", False)):
+        images_per_s(synthetic_batches(), train)  # warm-up (kernel selection, allocator)
+        rows.append((phase, images_per_s(real_batches(train), train), images_per_s(synthetic_batches(), train)))
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({name}); {args.backbone} {args.weights} at {args.image_size} px, batch "
           f"{args.batch_size}, {args.steps} steps, method {args.method}, dataset {args.datasets}")

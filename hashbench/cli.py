@@ -181,9 +181,11 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
 @click.option("--datasets", default=None, help="Only these datasets (comma-separated).")
 @click.option("--bits", default=None, help="Only these code lengths (comma-separated).")
 @click.option("--tsne-bits", type=int, default=None, help="Code length of the t-SNE plots (default: the longest).")
+@click.option("--notes", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A Markdown file whose text goes at the top of the report page (how to read the numbers).")
 @user_errors
 def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
-                   tsne_bits: int | None) -> None:
+                   tsne_bits: int | None, notes: str | None) -> None:
     """Regenerate tables and figures from the records and saved codes (no retraining)."""
     from hashbench.analysis.report import build_report
 
@@ -193,6 +195,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
         bits=[check_bits(b) for b in split_list(bits, "--bits")] if bits else None,
         command=" ".join(["hashbench", *sys.argv[1:]]),
         tsne_bits=tsne_bits,
+        notes=Path(notes).read_text() if notes else None,
     )
     for path in written:
         click.echo(str(path))

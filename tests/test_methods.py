@@ -344,3 +344,11 @@ def test_mlh_alternate_schedule_selects_sides():
     to_pairwise, to_center = (t.item() for t in mutual_loss(out.center, out.pairwise, detached=True))
     assert even["loss"].item() == pytest.approx(4 * even["center"].item() + to_pairwise)
     assert odd["loss"].item() == pytest.approx(odd["pairwise"].item() + to_center)
+
+
+def test_orthohash_is_finite_for_extreme_codes():
+    codebook = torch.randn(4, 16).sign()
+    u = (torch.randn(3, 16) * 1e6).requires_grad_(True)
+    out = orthohash_loss(u, codebook, labels_for(True, 3, seed=8), scale=8, margin=0.2, quantization_weight=1.0)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and torch.isfinite(u.grad).all()

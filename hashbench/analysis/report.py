@@ -35,7 +35,8 @@ def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str,
 
 
 def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = None, bits: list[int] | None = None,
-                 command: str = "hashbench report", tsne_bits: int | None = None) -> list[Path]:
+                 command: str = "hashbench report", tsne_bits: int | None = None, notes: str | None = None
+                 ) -> list[Path]:
     """Write every table and figure for the records under ``results_root`` into ``out``,
     and a README.md that shows them all."""
     if not results_root.is_dir():
@@ -59,6 +60,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
                 f"from {len(records)} run records in `{results_root}` "
                 f"({(records['status'] == 'done').sum()} finished).\n"]
+    if notes:
+        sections.append(notes.strip() + "\n")
     unfinished = records[records["status"] != "done"]
     if not unfinished.empty:
         sections.append("## Unfinished runs\n")

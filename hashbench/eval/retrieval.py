@@ -47,24 +47,30 @@ def _popcount64(x):
     return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
+@njit(inline="always")
+def _shares_label(q_label, db_labels, j):
+    acc = np.uint64(0)
+    for w in range(db_labels.shape[1]):
+        acc |= q_label[w] & db_labels[j, w]
+    return 1 if acc else 0
+
+
 @njit(cache=True)
-def _distances(q_code, q_label, db_codes, db_labels, dist, rel, hist_total, hist_rel):
-    """Fill per-item distance and relevance for one query, and both histograms."""
+def _distances(q_code, q_label, db_codes, db_labels, dist, hist_total, hist_rel):
+    """Fill the per-item distances of one query and both histograms. One increment per
+    item into a histogram of (distance, relevant) pairs keeps the hot loop short."""
+    n_bins = hist_total.shape[0]
+    pairs = np.zeros(2 * n_bins, dtype=np.int64)
     n_words = db_codes.shape[1]
-    n_label_words = db_labels.shape[1]
     for j in range(db_codes.shape[0]):
         d = np.uint64(0)
         for w in range(n_words):
             d += _popcount64(q_code[w] ^ db_codes[j, w])
-        r = 0
-        for w in range(n_label_words):
-            if q_label[w] & db_labels[j, w]:
-                r = 1
-                break
         dist[j] = d
-        rel[j] = r
-        hist_total[d] += 1
-        hist_rel[d] += r
+        pairs[2 * d + _shares_label(q_label, db_labels, j)] += 1
+    for d in range(n_bins):
+        hist_total[d] = pairs[2 * d] + pairs[2 * d + 1]
+        hist_rel[d] = pairs[2 * d + 1]
 
 
 @njit(cache=True)
@@ -177,10 +183,9 @@ def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, ex
     max_rank = max(topks.max(), cutoffs.max() if cutoffs.shape[0] else 0)
     for q in prange(n_query):
         dist = np.empty(n_db, dtype=np.uint16)  # distances reach 1024 bits
-        rel = np.empty(n_db, dtype=np.uint8)
         ht = hist_total[q]
         hr = hist_rel[q]
-        _distances(q_codes[q], q_labels[q], db_codes, db_labels, dist, rel, ht, hr)
+        _distances(q_codes[q], q_labels[q], db_codes, db_labels, dist, ht, hr)
         start_total = np.zeros(n_bins, dtype=np.int64)
         start_rel = np.zeros(n_bins, dtype=np.int64)
         for d in range(1, n_bins):
@@ -206,7 +211,7 @@ def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, ex
                 continue
             rank = start_total[d] + seen_total[d] + 1
             seen_total[d] += 1
-            if rel[j] == 0 or rank > max_rank:
+            if rank > max_rank or _shares_label(q_labels[q], db_labels, j) == 0:
                 continue
             seen_rel[d] += 1
             hits = start_rel[d] + seen_rel[d]
