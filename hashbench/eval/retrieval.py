@@ -47,27 +47,31 @@ def _popcount64(x):
     return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
-@njit(inline="always")
-def _shares_label(q_label, db_labels, j):
-    acc = np.uint64(0)
-    for w in range(db_labels.shape[1]):
-        acc |= q_label[w] & db_labels[j, w]
-    return 1 if acc else 0
-
-
 @njit(cache=True)
-def _distances(q_code, q_label, db_codes, db_labels, dist, hist_total, hist_rel):
-    """Fill the per-item distances of one query and both histograms. One increment per
-    item into a histogram of (distance, relevant) pairs keeps the hot loop short."""
+def _distances(q_code, q_label, db_code_columns, db_label_columns, dist, rel, hist_total, hist_rel):
+    """Fill the per-item distance and relevance of one query and both histograms.
+
+    The database is stored word-major (one contiguous column per 64-bit word), so the
+    XOR-popcount and label-AND loops run down contiguous columns and vectorise; the
+    histograms then take one increment per item, of a (distance, relevant) pair counter.
+    """
+    n_db = dist.shape[0]
     n_bins = hist_total.shape[0]
+    dist[:] = 0
+    for w in range(db_code_columns.shape[0]):
+        word = q_code[w]
+        column = db_code_columns[w]
+        for j in range(n_db):
+            dist[j] += np.uint16(_popcount64(word ^ column[j]))
+    rel[:] = 0
+    for w in range(db_label_columns.shape[0]):
+        word = q_label[w]
+        column = db_label_columns[w]
+        for j in range(n_db):
+            rel[j] |= np.uint8((word & column[j]) != 0)
     pairs = np.zeros(2 * n_bins, dtype=np.int64)
-    n_words = db_codes.shape[1]
-    for j in range(db_codes.shape[0]):
-        d = np.uint64(0)
-        for w in range(n_words):
-            d += _popcount64(q_code[w] ^ db_codes[j, w])
-        dist[j] = d
-        pairs[2 * d + _shares_label(q_label, db_labels, j)] += 1
+    for j in range(n_db):
+        pairs[2 * dist[j] + rel[j]] += 1
     for d in range(n_bins):
         hist_total[d] = pairs[2 * d] + pairs[2 * d + 1]
         hist_rel[d] = pairs[2 * d + 1]
@@ -171,10 +175,11 @@ def expected_from_histograms(hist_total, hist_rel, topks, cutoffs):
 
 
 @njit(parallel=True, cache=True)
-def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, expected):
-    """AP at every k in ``topks``, both histograms, and relevant counts at ``cutoffs``."""
+def _rank_all(q_codes, q_labels, db_code_columns, db_label_columns, n_bins, topks, cutoffs, expected):
+    """AP at every k in ``topks``, both histograms, and relevant counts at ``cutoffs``
+    (database codes and labels word-major: (words, N))."""
     n_query = q_codes.shape[0]
-    n_db = db_codes.shape[0]
+    n_db = db_code_columns.shape[1]
     n_k = topks.shape[0]
     ap = np.zeros((n_query, n_k))
     hist_total = np.zeros((n_query, n_bins), dtype=np.int64)
@@ -183,9 +188,11 @@ def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, ex
     max_rank = max(topks.max(), cutoffs.max() if cutoffs.shape[0] else 0)
     for q in prange(n_query):
         dist = np.empty(n_db, dtype=np.uint16)  # distances reach 1024 bits
+        rel = np.empty(n_db, dtype=np.uint8)
+        near = np.empty(n_db + 1, dtype=np.int64)
         ht = hist_total[q]
         hr = hist_rel[q]
-        _distances(q_codes[q], q_labels[q], db_codes, db_labels, dist, ht, hr)
+        _distances(q_codes[q], q_labels[q], db_code_columns, db_label_columns, dist, rel, ht, hr)
         start_total = np.zeros(n_bins, dtype=np.int64)
         start_rel = np.zeros(n_bins, dtype=np.int64)
         for d in range(1, n_bins):
@@ -205,13 +212,17 @@ def _rank_all(q_codes, q_labels, db_codes, db_labels, n_bins, topks, cutoffs, ex
         precision_sum = np.zeros(n_k)
         rel_in_k = np.zeros(n_k, dtype=np.int64)
         rel_hits = np.zeros(cutoffs.shape[0], dtype=np.int64)
+        # branchless compaction of the few items no farther than the last bucket, in index order
+        n_near = 0
         for j in range(n_db):
+            near[n_near] = j
+            n_near += dist[j] <= last
+        for t in range(n_near):
+            j = near[t]
             d = dist[j]
-            if d > last:
-                continue
             rank = start_total[d] + seen_total[d] + 1
             seen_total[d] += 1
-            if rank > max_rank or _shares_label(q_labels[q], db_labels, j) == 0:
+            if rank > max_rank or rel[j] == 0:
                 continue
             seen_rel[d] += 1
             hits = start_rel[d] + seen_rel[d]
@@ -304,7 +315,8 @@ def evaluate(
         )
     else:
         ap, hist_total, hist_rel, rel_at = _rank_all(
-            q_codes, q_labels, d_codes, d_labels, bits + 1, resolved, cut, ties == "expected"
+            q_codes, q_labels, np.ascontiguousarray(d_codes.T), np.ascontiguousarray(d_labels.T), bits + 1,
+            resolved, cut, ties == "expected"
         )
     within_total = np.cumsum(hist_total, axis=1)
     within_rel = np.cumsum(hist_rel, axis=1)
