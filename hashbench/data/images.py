@@ -127,13 +127,17 @@ class ImageTransform:
     std: tuple[float, float, float]
 
     def __call__(self, images: torch.Tensor, *, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = images.float().div_(255)
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
-                              antialias=x.shape[-1] > self.image_size)
+        # Normalising and flipping commute with bilinear resizing (a linear map that keeps
+        # constants), so both happen at the stored size, before upsampling: 16x fewer pixels
+        # for CIFAR-10 at 128 px.
+        scale = torch.tensor([1 / (255 * s) for s in self.std], device=images.device)[None, :, None, None]
+        shift = torch.tensor([m / s for m, s in zip(self.mean, self.std, strict=True)],
+                             device=images.device)[None, :, None, None]
+        x = images.float() * scale - shift
         if train:
             flip = torch.rand(x.shape[0], generator=generator) < 0.5
             x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
-        mean = torch.tensor(self.mean, device=x.device)[None, :, None, None]
-        std = torch.tensor(self.std, device=x.device)[None, :, None, None]
-        return (x - mean) / std
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.image_size)
+        return x

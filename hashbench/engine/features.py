@@ -20,7 +20,7 @@ from hashbench.data.sources import cache_dir
 from hashbench.models.backbones import Backbone
 from hashbench.storage import atomic_write
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # bump when the transform or the extraction changes
 
 
 def needed_items(dataset: HashingDataset) -> np.ndarray:
