@@ -13,9 +13,9 @@ import pytest
 from hashbench.results import run_dir
 
 ARGS = ["--methods", "csq,dpsh", "--bits", "16", "--epochs", "6", "--no-progress"]
-#: Two processes split each batch and BatchNorm sees half a batch per rank, so the codes
-#: differ from a single process's; the objective is the same, and so is the mAP within this.
-TOLERANCE = 0.05
+#: On frozen features (no BatchNorm in the trained part) two processes optimise exactly the
+#: single-process objective; only the order of floating-point reductions differs.
+TOLERANCE = 0.005
 
 
 def free_port() -> int:
@@ -24,16 +24,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_process_gloo_run_matches_single_process(cli, tmp_path):
-    single = tmp_path / "single"
-    assert cli("run", *ARGS, "--results", single).exit_code == 0
-    double = tmp_path / "ddp"
+def torchrun(*args, results):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                           "-m", "hashbench", "run", *ARGS, "--results", str(double)],
+                           "-m", "hashbench", "run", *map(str, args), "--results", str(results)],
                           env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_run_matches_single_process(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    single = tmp_path / "single"
+    assert cli("run", *ARGS, "--frozen-backbone", "--results", single).exit_code == 0
+    double = tmp_path / "ddp"
+    proc = torchrun(*ARGS, "--frozen-backbone", results=double)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("csq digits 16 bits seed 0: mAP") == 1  # rank 0 alone reports
     for method in ("csq", "dpsh"):
@@ -44,13 +49,19 @@ def test_two_process_gloo_run_matches_single_process(cli, tmp_path):
         assert (run_dir(double, "digits", method, 16, 0) / "log.txt").read_text().count(" config {") == 1
 
 
+@pytest.mark.slow
+def test_two_process_fine_tuning_trains_well(tmp_path):
+    """With a fine-tuned backbone BatchNorm sees half a batch per rank, so codes differ from
+    one process's; the run must still complete and learn."""
+    proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "8", "--no-progress", results=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record = json.loads((run_dir(tmp_path, "digits", "csq", 16, 0) / "result.json").read_text())
+    assert record["world_size"] == 2 and record["metrics"]["map"] > 0.7
+
+
 def test_batch_must_split_evenly_over_processes(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "hashbench",
-                           "run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--batch-size", "63",
-                           "--results", str(tmp_path), "--no-progress"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "1", "--batch-size", "63", "--no-progress",
+                    results=tmp_path)
     assert proc.returncode != 0
     assert "batch_size must be a multiple of the 2 processes; got 63" in proc.stdout + proc.stderr
 
