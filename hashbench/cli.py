@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from hashbench.config import CONFIG_KEYS, parse_assignments, resolve_config
-from hashbench.data.datasets import PATTERNS, get_dataset, load_dataset
+from hashbench.data.datasets import PATTERNS, LoadOptions, get_dataset, load_dataset
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, submit
 from hashbench.engine.runner import execute
@@ -126,8 +126,10 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
     for name in dataset_names:
         spec, _ = get_dataset(name)
         split_seed = check_int("split_seed", overrides.get("split_seed", 0), 0)
+        options = LoadOptions(skip_corrupt=bool(overrides.get("skip_corrupt", False)),
+                              download=bool(overrides.get("download", False)))
         loaded[name] = (spec, load_dataset(name, Path(overrides["data_root"]) if "data_root" in overrides else None,
-                                           split_seed, bool(overrides.get("skip_corrupt", False))))
+                                           split_seed, options))
     jobs = []
     for dataset_name, method_name, n_bits, seed in itertools.product(dataset_names, method_names, bit_list,
                                                                      seed_list):

@@ -31,7 +31,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 #: Keys that change nothing about the trained model or its numbers; they are left out of
 #: the fingerprint that guards a checkpoint against resuming under another config.
-RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "data_root", "progress")
+RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "data_root", "progress", "download")
 
 
 @dataclass
@@ -47,6 +47,7 @@ class RunConfig:
     split_seed: int = 0
     topk: int | None = None  # None: the protocol's K
     skip_corrupt: bool = False  # list files: leave out (and count) unreadable images instead of failing
+    download: bool = False  # CIFAR-10: fetch torchvision's files into <data root>/cifar10 when missing
     ties: str = "index"
     # model
     backbone: str = "resnet50"

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hashbench.data import load_dataset
+from hashbench.data.datasets import LoadOptions
 from hashbench.validation import HashbenchError
 
 SIZES = {
@@ -61,3 +62,14 @@ def test_digits_split():
     assert sizes == {"train": 1597, "query": 200, "database": 1597}
     assert not set(data.split.query) & set(data.split.database)
     assert len(data.images) == 1797
+
+
+def test_download_offline_fails_with_one_clear_line(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
+    with pytest.raises(HashbenchError, match=r"the download into .*cifar10 failed: <urlopen error"):
+        load_dataset("cifar10", tmp_path, options=LoadOptions(download=True))

@@ -27,6 +27,7 @@ from hashbench.data.images import FileImages, ImageStore, TensorImages
 from hashbench.data.protocols import Split, sample_per_class
 from hashbench.data.sources import (
     cached_pixels,
+    download_torchvision_cifar10,
     fingerprint,
     load_torchvision_cifar10,
     read_list_file,
@@ -76,12 +77,21 @@ class HashingDataset:
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """How to read a dataset: leave out unreadable list-file images (counted) instead of
+    failing; fetch CIFAR-10 with torchvision when it is not under the data root."""
+
+    skip_corrupt: bool = False
+    download: bool = False
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
-    """A registered dataset: ``load(data_root, split_seed)`` and its config defaults."""
+    """A registered dataset: ``load(data_root, split_seed, options)`` and its config defaults."""
 
     name: str
     summary: str
-    load: Callable[[Path, int, bool], HashingDataset]  # (data root, split seed, skip corrupt images)
+    load: Callable[[Path, int, LoadOptions], HashingDataset]
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,7 +108,7 @@ def one_hot(class_ids: np.ndarray, num_classes: int) -> torch.Tensor:
 DIGITS_QUERY_PER_CLASS = 20
 
 
-def _load_digits(_root: Path, seed: int, _skip_corrupt: bool) -> HashingDataset:
+def _load_digits(_root: Path, seed: int, _options: LoadOptions) -> HashingDataset:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -142,7 +152,7 @@ class _Cifar:
     load_pixels: Callable[[], torch.Tensor]
 
 
-def _find_cifar10(root: Path) -> _Cifar:
+def _find_cifar10(root: Path, download: bool = False) -> _Cifar:
     if root.is_file():
         tree = scan_tar(root)
         return _Cifar(tree.class_ids, tree.subsets, tree.class_names, f"{root} ({fingerprint(root)})",
@@ -159,9 +169,18 @@ def _find_cifar10(root: Path) -> _Cifar:
     tarballs = sorted([*root.glob("cifar10*.tar.gz"), *root.glob("cifar-10*.tar.gz")]) if root.is_dir() else []
     if tarballs:
         return _find_cifar10(tarballs[0])
+    if download:
+        target = root / "cifar10"
+        try:
+            download_torchvision_cifar10(target)
+        except (OSError, RuntimeError) as err:  # offline: URLError is an OSError
+            raise HashbenchError(f"CIFAR-10 not found under data root {root} and the download into {target} "
+                                 f"failed: {str(err).splitlines()[0]}") from None
+        return _find_cifar10(target)
     raise HashbenchError(
         f"CIFAR-10 not found under data root {root} (expected a .tar.gz of train/<class>/*.jpg and "
-        "test/<class>/*.jpg, such a folder, or torchvision's cifar-10-batches-py; set --data-root)"
+        "test/<class>/*.jpg, such a folder, or torchvision's cifar-10-batches-py; set --data-root, "
+        "or --set download=true to fetch it with torchvision)"
     )
 
 
@@ -183,9 +202,9 @@ def _cifar_split(protocol: str, cifar: _Cifar, seed: int) -> tuple[Split, int]:
     return Split(train=parts["train"], query=parts["query"], database=database), len(database)
 
 
-def _cifar_loader(protocol: str) -> Callable[[Path, int, bool], HashingDataset]:
-    def load(root: Path, seed: int, _skip_corrupt: bool) -> HashingDataset:
-        cifar = _find_cifar10(root)
+def _cifar_loader(protocol: str) -> Callable[[Path, int, LoadOptions], HashingDataset]:
+    def load(root: Path, seed: int, options: LoadOptions) -> HashingDataset:
+        cifar = _find_cifar10(root, options.download)
         split, topk = _cifar_split(protocol, cifar, seed)
         return HashingDataset(
             name=protocol,
@@ -251,10 +270,10 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, skip_c
     )
 
 
-def _list_preset(name: str, topk: int) -> Callable[[Path, int, bool], HashingDataset]:
-    def load(root: Path, seed: int, skip_corrupt: bool) -> HashingDataset:
+def _list_preset(name: str, topk: int) -> Callable[[Path, int, LoadOptions], HashingDataset]:
+    def load(root: Path, seed: int, options: LoadOptions) -> HashingDataset:
         folder = root if (root / "train.txt").is_file() else root / name
-        return load_list_dataset(name, folder, topk, seed, skip_corrupt)
+        return load_list_dataset(name, folder, topk, seed, options.skip_corrupt)
 
     return load
 
@@ -268,7 +287,7 @@ for _name, _topk, _summary in (
                                          defaults={"backbone": "resnet50"}))
 
 
-def _load_image_folder(root: Path, seed: int, _skip_corrupt: bool) -> HashingDataset:
+def _load_image_folder(root: Path, seed: int, _options: LoadOptions) -> HashingDataset:
     if not root.is_dir():
         raise HashbenchError(f"image folder not found: {root}")
     tree = scan_tree(root)
@@ -291,7 +310,7 @@ def _load_image_folder(root: Path, seed: int, _skip_corrupt: bool) -> HashingDat
 PATTERNS: dict[str, DatasetSpec] = {
     "listfile": DatasetSpec(
         "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N)",
-        lambda root, seed, skip: load_list_dataset(f"listfile:{root}", root, None, seed, skip),
+        lambda root, seed, options: load_list_dataset(f"listfile:{root}", root, None, seed, options.skip_corrupt),
     ),
     "imagefolder": DatasetSpec(
         "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries)",
@@ -313,7 +332,7 @@ def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
         raise HashbenchError(str(err)) from None
 
 
-def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0, skip_corrupt: bool = False
-                 ) -> HashingDataset:
+def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0,
+                 options: LoadOptions = LoadOptions()) -> HashingDataset:
     spec, folder = get_dataset(name)
-    return spec.load(folder or data_root or default_data_root(), split_seed, skip_corrupt)
+    return spec.load(folder or data_root or default_data_root(), split_seed, options)

@@ -135,6 +135,14 @@ def load_torchvision_cifar10(root: Path) -> tuple[torch.Tensor, np.ndarray, np.n
     return pixels, class_ids, subsets, list(parts[0].classes)
 
 
+def download_torchvision_cifar10(root: Path) -> None:
+    """Fetch torchvision's CIFAR-10 python batches into ``root`` (checksummed by torchvision)."""
+    from torchvision.datasets import CIFAR10
+
+    root.mkdir(parents=True, exist_ok=True)
+    CIFAR10(str(root), train=True, download=True)
+
+
 @dataclass(frozen=True)
 class ListFile:
     paths: list[Path]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hashbench.config import RunConfig
-from hashbench.data.datasets import load_dataset
+from hashbench.data.datasets import LoadOptions, load_dataset
 from hashbench.engine.runner import RunOutcome, execute
 from hashbench.results import read_record, run_dir
 from hashbench.validation import HashbenchError
@@ -35,7 +35,7 @@ class ClusterOptions:
 def run_job(config: RunConfig, results_root: str, force: bool) -> RunOutcome:
     """One run in a fresh process: what each submitted job executes."""
     dataset = load_dataset(config.dataset, Path(config.data_root) if config.data_root else None, config.split_seed,
-                           config.skip_corrupt)
+                           LoadOptions(skip_corrupt=config.skip_corrupt, download=config.download))
     outcome = execute(config, Path(results_root), dataset, force=force)
     outcome.record = None  # the record is on disk; keep the pickled result small
     return outcome
