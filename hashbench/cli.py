@@ -122,14 +122,12 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         raise HashbenchError(f"unknown config key {unknown[0]!r} (not a config key nor a hyperparameter of "
                              f"{', '.join(method_names)})")
     # Load every dataset first (labels and split only): missing data fails before any run.
-    loaded = {}
-    for name in dataset_names:
-        spec, _ = get_dataset(name)
-        split_seed = check_int("split_seed", overrides.get("split_seed", 0), 0)
-        options = LoadOptions(skip_corrupt=bool(overrides.get("skip_corrupt", False)),
-                              download=bool(overrides.get("download", False)))
-        loaded[name] = (spec, load_dataset(name, Path(overrides["data_root"]) if "data_root" in overrides else None,
-                                           split_seed, options))
+    split_seed = check_int("split_seed", overrides.get("split_seed", 0), 0)
+    data_root = Path(overrides["data_root"]) if "data_root" in overrides else None
+    load_options = LoadOptions(skip_corrupt=bool(overrides.get("skip_corrupt", False)),
+                               download=bool(overrides.get("download", False)))
+    loaded = {name: (get_dataset(name)[0], load_dataset(name, data_root, split_seed, load_options))
+              for name in dataset_names}
     jobs = []
     for dataset_name, method_name, n_bits, seed in itertools.product(dataset_names, method_names, bit_list,
                                                                      seed_list):
