@@ -129,8 +129,13 @@ def iter_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def load_records(root: str | Path) -> pd.DataFrame:
     """Every record under ``root`` as one row: identity, status, metrics, timing, backbone."""
+    return records_frame(iter_records(root))
+
+
+def records_frame(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
+    """:func:`iter_records` output as one row per record (see :func:`load_records`)."""
     rows = []
-    for folder, record in iter_records(root):
+    for folder, record in records:
         row = {
             "method": record["method"],
             "dataset": record["dataset"],

@@ -255,41 +255,18 @@ class MLH(HashMethod):
         return {"loss": sum(chosen) + quantization, **terms}
 
 
-class MLHCenter(MLH):
-    """MLH ablation: the center branch alone (L_C), on the shared-expert architecture."""
-
-    name = "mlh-center"
-    summary = "MLH ablation: center branch only"
-    branches = "center"
+def _variant(class_name: str, name: str, summary: str, **attributes: str) -> type[MLH]:
+    """An ablation variant: MLH with other class attributes (branches, architecture)."""
+    return type(class_name, (MLH,), {"name": name, "summary": summary, "__doc__": summary,
+                                     "__module__": __name__, **attributes})
 
 
-class MLHPairwise(MLH):
-    """MLH ablation: the pairwise branch alone (L_P); its codes are the test codes."""
-
-    name = "mlh-pairwise"
-    summary = "MLH ablation: pairwise branch only"
-    branches = "pairwise"
-
-
-class MLHNoMoH(MLH):
-    """MLH ablation: two plain hash layers (Linear + tanh) trained with mutual learning."""
-
-    name = "mlh-no-moh"
-    summary = "MLH ablation: two plain hash layers, mutual learning, no experts"
-    architecture = "plain"
-
-
-class MLHMoE(MLH):
-    """MLH ablation (Fig. 3a): a traditional MoE per branch (feature experts, then a hash layer)."""
-
-    name = "mlh-moe"
-    summary = "MLH ablation: separate traditional MoE per branch (Fig. 3a)"
-    architecture = "moe"
-
-
-class MLHMoHUnshared(MLH):
-    """MLH ablation (Fig. 3c): hash experts per branch, not shared between the branches."""
-
-    name = "mlh-moh-unshared"
-    summary = "MLH ablation: hash experts without sharing (Fig. 3c)"
-    architecture = "moh-unshared"
+MLHCenter = _variant("MLHCenter", "mlh-center", "MLH ablation: the center branch alone (L_C)", branches="center")
+MLHPairwise = _variant("MLHPairwise", "mlh-pairwise", "MLH ablation: the pairwise branch alone (L_P)",
+                       branches="pairwise")
+MLHNoMoH = _variant("MLHNoMoH", "mlh-no-moh", "MLH ablation: two plain hash layers, mutual learning, no experts",
+                    architecture="plain")
+MLHMoE = _variant("MLHMoE", "mlh-moe", "MLH ablation: a traditional MoE per branch, feature experts then a hash "
+                  "layer (Fig. 3a)", architecture="moe")
+MLHMoHUnshared = _variant("MLHMoHUnshared", "mlh-moh-unshared", "MLH ablation: hash experts per branch, not shared "
+                          "(Fig. 3c)", architecture="moh-unshared")

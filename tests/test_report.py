@@ -50,6 +50,8 @@ def results(tmp_path_factory):
     failed = run_dir(root, "toy", "dpsh", 16, 0)
     write_record(failed, {"method": "dpsh", "dataset": "toy", "bits": 16, "seed": 0, "status": "failed",
                           "reason": "non-finite loss nan at step 3 (epoch 0)", "timing": {}})
+    write_record(run_dir(root, "toy", "csq", 32, 2), {"method": "csq", "dataset": "toy", "bits": 32, "seed": 2,
+                                                      "status": "failed", "reason": "killed", "timing": {}})
     return root, maps
 
 
@@ -91,6 +93,7 @@ def test_report_files_numbers_and_determinism(cli, results, tmp_path):
             assert int(n) == 2
     assert "**" in lines["csq"] and "<u>" in lines["mlh"]  # best bold, second underlined
     assert "1 failed" in lines["dpsh"]  # shown, not dropped
+    assert "(2) [1 failed]" in lines["csq"]  # two finished seeds and a failed third in one cell
     assert r"\toprule" in (out / "map.tex").read_text()
     readme = (out / "README.md").read_text()
     assert "non-finite loss" in readme and "figures/pr_toy_16.png" in readme

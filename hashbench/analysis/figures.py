@@ -46,11 +46,14 @@ def _style() -> None:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
 
 
-def curves_by_method(runs: pd.DataFrame) -> dict[str, list[RetrievalResult]]:
+Codes = dict[str, np.ndarray]  # the arrays of one run's codes.npz
+
+
+def curves_by_method(runs: pd.DataFrame, codes_of: dict[str, Codes]) -> dict[str, list[RetrievalResult]]:
     """Recompute every retrieval curve of the finished runs from their codes."""
     out: dict[str, list[RetrievalResult]] = {}
     for row in runs.itertuples():
-        codes = load_codes(Path(row.path))
+        codes = codes_of[row.path]
         out.setdefault(row.method, []).append(evaluate(
             codes["query_codes"], codes["database_codes"], codes["query_labels"], codes["database_labels"],
             topks=(int(row.topk),)))
@@ -78,10 +81,9 @@ def precision_at_n_figure(curves: dict[str, list[RetrievalResult]], colours: dic
     return fig
 
 
-def tsne_figure(path: Path, title: str, class_names: list[str] | None = None) -> plt.Figure:
+def tsne_figure(codes: Codes, title: str) -> plt.Figure:
     from sklearn.manifold import TSNE
 
-    codes = load_codes(path)
     rng = np.random.default_rng(SEED)
     n_db = len(codes["database_codes"])
     pick = np.sort(rng.choice(n_db, size=min(TSNE_POINTS, n_db), replace=False))
@@ -96,9 +98,8 @@ def tsne_figure(path: Path, title: str, class_names: list[str] | None = None) ->
     return fig
 
 
-def pair_distances(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+def pair_distances(codes: Codes) -> tuple[np.ndarray, np.ndarray, int]:
     """Hamming distances of sampled query-database pairs, split into same- and different-class."""
-    codes = load_codes(path)
     rng = np.random.default_rng(SEED)
     q_pick = rng.choice(len(codes["query_codes"]), size=min(PAIR_SAMPLE, len(codes["query_codes"])), replace=False)
     d_pick = rng.choice(len(codes["database_codes"]), size=min(PAIR_SAMPLE, len(codes["database_codes"])),
@@ -109,15 +110,15 @@ def pair_distances(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     return distance[same], distance[~same], q.shape[1]
 
 
-def code_distribution_figure(paths: dict[str, Path], colours: dict, title: str) -> plt.Figure:
+def code_distribution_figure(codes_by_method: dict[str, Codes], colours: dict, title: str) -> plt.Figure:
     """In the spirit of the MLH paper's Fig. 5: same-class vs different-class distance histograms."""
-    order = [m for m in ("mlh-center", "mlh-pairwise", "mlh") if m in paths] + sorted(
-        m for m in paths if m not in ("mlh-center", "mlh-pairwise", "mlh"))
+    order = [m for m in ("mlh-center", "mlh-pairwise", "mlh") if m in codes_by_method] + sorted(
+        m for m in codes_by_method if m not in ("mlh-center", "mlh-pairwise", "mlh"))
     columns = min(5, len(order))
     rows = -(-len(order) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.4 * rows + 0.4), sharey=True, squeeze=False)
     for ax, method in zip(axes.flat, order, strict=False):
-        same, different, bits = pair_distances(paths[method])
+        same, different, bits = pair_distances(codes_by_method[method])
         bins = np.arange(bits + 2) - 0.5
         ax.hist(same, bins=bins, density=True, alpha=0.75, color=colours[method], label="same class")
         ax.hist(different, bins=bins, density=True, histtype="step", color="black", label="different class")
@@ -159,23 +160,24 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, tsne_b
     done = records[records["status"] == "done"]
     colours = method_colours(records["method"])
     written: list[Path] = []
+    tsne_at = {dataset: tsne_bits if tsne_bits in set(runs["bits"]) else int(runs["bits"].max())
+               for dataset, runs in done.groupby("dataset")}
     for (dataset, bits), runs in done.groupby(["dataset", "bits"], sort=True):
-        curves = curves_by_method(runs)
+        codes_of = {path: load_codes(Path(path)) for path in runs["path"]}  # each file read once
+        curves = curves_by_method(runs, codes_of)
         tag = f"{dataset}, {bits} bits"
         written += _save(pr_figure(curves, colours, f"PR by Hamming radius ({tag})"), folder, f"pr_{dataset}_{bits}")
         written += _save(precision_at_n_figure(curves, colours, f"Precision@N ({tag})"), folder,
                          f"precision_at_n_{dataset}_{bits}")
-        first = runs.sort_values("seed").drop_duplicates("method")
-        paths = {row.method: Path(row.path) for row in first.itertuples()}
-        written += _save(code_distribution_figure(paths, colours, f"Code distances ({tag})"), folder,
+        first = {row.method: codes_of[row.path]
+                 for row in runs.sort_values("seed").drop_duplicates("method").itertuples()}
+        written += _save(code_distribution_figure(first, colours, f"Code distances ({tag})"), folder,
                          f"code_distribution_{dataset}_{bits}")
         curves_fig = training_curves_figure([raw[p] for p in runs["path"]], colours, f"Training loss ({tag})")
         if curves_fig is not None:
             written += _save(curves_fig, folder, f"training_{dataset}_{bits}")
-    for dataset, runs in done.groupby("dataset", sort=True):
-        chosen = tsne_bits if tsne_bits in set(runs["bits"]) else int(runs["bits"].max())
-        first = runs[runs["bits"] == chosen].sort_values("seed").drop_duplicates("method")
-        for row in first.itertuples():
-            fig = tsne_figure(Path(row.path), f"t-SNE: {row.method}, {dataset}, {chosen} bits")
-            written += _save(fig, folder, f"tsne_{dataset}_{row.method}_{chosen}")
+        if bits == tsne_at[dataset]:
+            for method, codes in sorted(first.items()):
+                fig = tsne_figure(codes, f"t-SNE: {method}, {dataset}, {bits} bits")
+                written += _save(fig, folder, f"tsne_{dataset}_{method}_{bits}")
     return written

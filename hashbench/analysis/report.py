@@ -9,7 +9,7 @@ import pandas as pd
 
 from hashbench.analysis.figures import write_figures
 from hashbench.analysis.tables import long_form, map_table, to_latex, to_markdown
-from hashbench.results import iter_records, load_records
+from hashbench.results import iter_records, records_frame
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
 
@@ -41,7 +41,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     and a README.md that shows them all."""
     if not results_root.is_dir():
         raise HashbenchError(f"results folder not found: {results_root}")
-    records = load_records(results_root)
+    found = iter_records(results_root)  # every record read once, for the tables and the figures
+    records = records_frame(found)
     if records.empty:
         raise HashbenchError(f"no run records under {results_root}")
     if datasets:
@@ -55,7 +56,7 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     ablation = [m for m in ABLATION_METHODS if m in set(records["method"])]
     if "mlh" in ablation and len(ablation) > 1:
         written += write_tables(records, out, "ablation", "MLH ablation (mAP)", ablation)
-    raw = {str(folder): record for folder, record in iter_records(results_root)}
+    raw = {str(folder): record for folder, record in found}
     figures = write_figures(records, raw, out, tsne_bits=tsne_bits)
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
                 f"from {len(records)} run records in `{results_root}` "

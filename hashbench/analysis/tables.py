@@ -57,9 +57,9 @@ def map_table(records: pd.DataFrame, methods: list[str] | None = None) -> MapTab
             rows = records[(records["method"] == method) & (records["dataset"] == dataset) & (records["bits"] == bits)]
             done = rows[rows["status"] == "done"]
             values = done["metric.map"].to_numpy(dtype=float) if "metric.map" in done else np.array([])
-            unfinished = len(rows) - len(done)
-            note = f"{unfinished} {'failed' if (rows['status'] == 'failed').all() else 'unfinished'}" \
-                if unfinished else ""
+            failed = int((rows["status"] == "failed").sum())
+            other = len(rows) - len(done) - failed
+            note = ", ".join(f"{n} {what}" for n, what in ((failed, "failed"), (other, "unfinished")) if n)
             cells[(method, dataset, bits)] = Cell(
                 mean=float(values.mean()) if len(values) else None,
                 std=float(values.std(ddof=1)) if len(values) > 1 else None,

@@ -154,18 +154,18 @@ class _Cifar:
 
 def _find_cifar10(root: Path, download: bool = False) -> _Cifar:
     if root.is_file():
-        tree = scan_tar(root)
-        return _Cifar(tree.class_ids, tree.subsets, tree.class_names, f"{root} ({fingerprint(root)})",
-                      lambda: cached_pixels(tree, root))
+        tree, key = scan_tar(root), fingerprint(root)
+        return _Cifar(tree.class_ids, tree.subsets, tree.class_names, f"{root} ({key})",
+                      lambda: cached_pixels(tree, root, key))
     for folder in (root, root / "cifar10", root / "cifar-10"):
         if (folder / "cifar-10-batches-py").is_dir():
             pixels, class_ids, subsets, names = load_torchvision_cifar10(folder)
             return _Cifar(class_ids, subsets, names, f"{folder} ({fingerprint(folder)})",
                           lambda pixels=pixels: pixels)
         if (folder / "train").is_dir() and (folder / "test").is_dir():
-            tree = scan_tree(folder)
-            return _Cifar(tree.class_ids, tree.subsets, tree.class_names, f"{folder} ({fingerprint(folder)})",
-                          lambda tree=tree, folder=folder: cached_pixels(tree, folder))
+            tree, key = scan_tree(folder), fingerprint(folder)
+            return _Cifar(tree.class_ids, tree.subsets, tree.class_names, f"{folder} ({key})",
+                          lambda tree=tree, folder=folder, key=key: cached_pixels(tree, folder, key))
     tarballs = sorted([*root.glob("cifar10*.tar.gz"), *root.glob("cifar-10*.tar.gz")]) if root.is_dir() else []
     if tarballs:
         return _find_cifar10(tarballs[0])

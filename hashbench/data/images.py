@@ -15,6 +15,7 @@ normalisation on the device in one place.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +41,25 @@ class TensorImages:
         return self.pixels.shape[0]
 
 
-def decode_image(path: Path, size: int) -> torch.Tensor:
-    """Decode one image file to a uint8 ``(3, size, size)`` tensor; a bad file names itself."""
+def decode_rgb(source: Path | bytes, name: str, size: int | None = None) -> np.ndarray:
+    """One image file (a path, or its bytes) as a uint8 (H, W, 3) array, resized to a
+    ``size`` square when given; a missing or unreadable file raises a one-line error naming
+    ``name``. The one place images are decoded."""
     try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB").resize((size, size), Image.BILINEAR)
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            rgb = img.convert("RGB")
+            if size is not None:
+                rgb = rgb.resize((size, size), Image.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8).copy()
     except FileNotFoundError:
-        raise HashbenchError(f"missing image file: {path}") from None
+        raise HashbenchError(f"missing image file: {name}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise HashbenchError(f"corrupt or truncated image: {path} ({err})") from None
-    return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+        raise HashbenchError(f"corrupt or truncated image: {name} ({err})") from None
+
+
+def decode_image(path: Path, size: int) -> torch.Tensor:
+    """One image file as a uint8 ``(3, size, size)`` tensor."""
+    return torch.from_numpy(decode_rgb(path, str(path), size)).permute(2, 0, 1)
 
 
 class FileImages(Dataset):

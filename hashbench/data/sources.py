@@ -8,7 +8,6 @@ Decoded pixel arrays of small datasets are cached under ``HASHBENCH_CACHE`` (def
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tarfile
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from hashbench.data.images import decode_rgb
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
 
@@ -72,14 +71,6 @@ def scan_tar(path: Path) -> LabelledTree:
     return _tree_from_names(names, str(path))
 
 
-def _decode_bytes(data: bytes, name: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise HashbenchError(f"corrupt or truncated image: {name} ({err})") from None
-
-
 def _stack(arrays: list[np.ndarray], where: str) -> np.ndarray:
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
@@ -97,9 +88,10 @@ def fingerprint(path: Path) -> str:
     return sha.hexdigest()[:16]
 
 
-def cached_pixels(tree: LabelledTree, source: Path) -> torch.Tensor:
-    """All images of ``tree`` as a uint8 (N, 3, H, W) tensor, decoded once and cached."""
-    cache = cache_dir() / f"pixels-{fingerprint(source)}.npy"
+def cached_pixels(tree: LabelledTree, source: Path, key: str) -> torch.Tensor:
+    """All images of ``tree`` as a uint8 (N, 3, H, W) tensor, decoded once and cached
+    under ``key`` (the source's :func:`fingerprint`)."""
+    cache = cache_dir() / f"pixels-{key}.npy"
     if cache.exists():
         try:
             pixels = np.load(cache, mmap_mode="r")
@@ -108,16 +100,15 @@ def cached_pixels(tree: LabelledTree, source: Path) -> torch.Tensor:
         except (ValueError, OSError):
             pass  # a corrupt cache is rebuilt below
     if source.is_file():
-        arrays = []
         wanted = set(tree.members)
         by_name: dict[str, np.ndarray] = {}
         with tarfile.open(source) as tar:
             for member in tar:
                 if member.name in wanted:
-                    by_name[member.name] = _decode_bytes(tar.extractfile(member).read(), f"{source}:{member.name}")
+                    by_name[member.name] = decode_rgb(tar.extractfile(member).read(), f"{source}:{member.name}")
         arrays = [by_name[name] for name in tree.members]
     else:
-        arrays = [_decode_bytes((source / name).read_bytes(), str(source / name)) for name in tree.members]
+        arrays = [decode_rgb(source / name, str(source / name)) for name in tree.members]
     pixels = _stack(arrays, str(source))
     with atomic_write(cache, "wb") as handle:
         np.save(handle, pixels)
@@ -152,11 +143,10 @@ class ListFile:
 
 def image_is_readable(path: Path) -> bool:
     try:
-        with Image.open(path) as img:
-            img.load()
-        return True
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        decode_rgb(path, str(path))
+    except HashbenchError:
         return False
+    return True
 
 
 def read_list_file(path: Path, image_root: Path, check_files: bool = True, skip_corrupt: bool = False) -> ListFile:

@@ -3,8 +3,8 @@
 ``execute`` runs one configuration into its folder of the results store: resume from a
 checkpoint when there is one, train for the configured epochs (the last epoch is reported:
 selecting an epoch on the queries would leak test data), encode queries and database,
-evaluate, and write the record and codes atomically. ``run_grid`` runs many, keeps going
-past a failed run and reports every failure at the end.
+evaluate, and write the record and codes atomically. A failure of the run is recorded,
+not raised, so a grid (run by the CLI here or as submitit jobs, ``launch.py``) goes on.
 
 Determinism: the batch order and augmentation of epoch e come from generators seeded by
 (seed, e) alone, so a run resumed at an epoch boundary replays exactly the batches an
@@ -190,7 +190,7 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
     encoder = Encoder(backbone, transform, source, frozen=config.frozen_backbone, device=device,
                       num_workers=config.num_workers).to(device)
     split = dataset.split
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the head's init must not depend on whether features came from the cache
     method: HashMethod = method_cls(feature_dim=backbone.feature_dim, bits=config.bits,
                                     num_classes=dataset.num_classes, num_train=len(split.train), **config.hparams)
     method.to(device)

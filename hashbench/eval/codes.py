@@ -37,11 +37,6 @@ def pack_rows(bits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.packbits(padded, axis=1, bitorder="little").view(np.uint64))
 
 
-def unpack_rows(words: np.ndarray) -> np.ndarray:
-    """The bool rows of :func:`pack_rows` (with its zero padding)."""
-    return np.unpackbits(words.view(np.uint8), axis=1, bitorder="little").astype(bool)
-
-
 def multi_hot(labels: Any, num_classes: int | None = None) -> np.ndarray:
     """Labels as a bool (N, C) multi-hot array: class indices (1-D) or multi-hot rows (2-D)."""
     array = to_numpy(labels)
@@ -55,8 +50,9 @@ def multi_hot(labels: Any, num_classes: int | None = None) -> np.ndarray:
     raise ValueError(f"labels must be class indices (N,) or multi-hot rows (N, C); got shape {array.shape}")
 
 
-def pack_labels(query_labels: Any, db_labels: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Both label sets as packed uint64 words, so "shares a label" is a non-zero AND."""
+def label_rows(query_labels: Any, db_labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Both label sets as bool multi-hot rows of one width (packed, "shares a label" is a
+    non-zero AND of words)."""
     q, d = to_numpy(query_labels), to_numpy(db_labels)
     num_classes = None
     if q.ndim == 1 and d.ndim == 1:
@@ -64,4 +60,4 @@ def pack_labels(query_labels: Any, db_labels: Any) -> tuple[np.ndarray, np.ndarr
     q_hot, d_hot = multi_hot(q, num_classes), multi_hot(d, num_classes)
     if q_hot.shape[1] != d_hot.shape[1]:
         raise ValueError(f"query and database labels differ in width: {q_hot.shape[1]} vs {d_hot.shape[1]}")
-    return pack_rows(q_hot), pack_rows(d_hot)
+    return q_hot, d_hot

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from hashbench.eval.codes import binarize, pack_labels, pack_rows, unpack_rows
+from hashbench.eval.codes import binarize, label_rows, pack_rows
 from hashbench.eval.torch_backend import rank_torch
 from hashbench.validation import check_choice
 
@@ -40,7 +40,7 @@ BACKENDS = ("auto", "numba", "torch")
 
 @njit(inline="always")
 def _popcount64(x):
-    # SWAR popcount; LLVM turns this pattern into a single popcnt instruction.
+    # SWAR popcount: plain integer arithmetic, which LLVM vectorises down a column.
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
     x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
     x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -193,14 +193,14 @@ def _rank_all(q_codes, q_labels, db_code_columns, db_label_columns, n_bins, topk
         ht = hist_total[q]
         hr = hist_rel[q]
         _distances(q_codes[q], q_labels[q], db_code_columns, db_label_columns, dist, rel, ht, hr)
-        start_total = np.zeros(n_bins, dtype=np.int64)
+        if expected:
+            _expected_query(ht, hr, topks, cutoffs, ap[q], rel_at[q])
+            continue
+        start_total = np.zeros(n_bins, dtype=np.int64)  # items, and relevant items, nearer than d
         start_rel = np.zeros(n_bins, dtype=np.int64)
         for d in range(1, n_bins):
             start_total[d] = start_total[d - 1] + ht[d - 1]
             start_rel[d] = start_rel[d - 1] + hr[d - 1]
-        if expected:
-            _expected_query(ht, hr, topks, cutoffs, ap[q], rel_at[q])
-            continue
         # stable counting placement of the first max_rank items
         last = n_bins - 1
         for d in range(n_bins):
@@ -295,28 +295,28 @@ def evaluate(
     bits = q_bits.shape[1]
     if d_bits.shape[1] != bits:
         raise ValueError(f"query and database codes differ in length: {bits} vs {d_bits.shape[1]}")
-    q_codes, d_codes = pack_rows(q_bits), pack_rows(d_bits)
-    q_labels, d_labels = pack_labels(query_labels, db_labels)
-    if len(q_labels) != len(q_codes) or len(d_labels) != len(d_codes):
+    q_labels, d_labels = label_rows(query_labels, db_labels)
+    if len(q_labels) != len(q_bits) or len(d_labels) != len(d_bits):
         raise ValueError("codes and labels differ in number of rows")
-    n_db = len(d_codes)
+    n_db = len(d_bits)
     if ties == "random":
         order = np.random.default_rng(seed).permutation(n_db)
-        d_bits, d_codes, d_labels = d_bits[order], d_codes[order], d_labels[order]
+        d_bits, d_labels = d_bits[order], d_labels[order]
     resolved = np.array([n_db if k is None else min(int(k), n_db) for k in topks], dtype=np.int64)
     if (resolved <= 0).any():
         raise ValueError(f"topk must be positive or None; got {list(topks)}")
     cut = default_cutoffs(n_db) if cutoffs is None else np.minimum(np.asarray(cutoffs, dtype=np.int64), n_db)
     if use_torch:
         ap, hist_total, hist_rel, rel_at = rank_torch(
-            torch.from_numpy(q_bits).to(device), torch.from_numpy(d_bits).to(device),
-            torch.from_numpy(unpack_rows(q_labels)).to(device), torch.from_numpy(unpack_rows(d_labels)).to(device),
+            *(torch.from_numpy(a).to(device) for a in (q_bits, d_bits, q_labels, d_labels)),
             resolved, cut, ties == "expected",
         )
-    else:
+        if ties == "expected":
+            ap, rel_at = expected_from_histograms(hist_total, hist_rel, resolved, cut)
+    else:  # the database word-major: one contiguous column per 64-bit word
         ap, hist_total, hist_rel, rel_at = _rank_all(
-            q_codes, q_labels, np.ascontiguousarray(d_codes.T), np.ascontiguousarray(d_labels.T), bits + 1,
-            resolved, cut, ties == "expected"
+            pack_rows(q_bits), pack_rows(q_labels), np.ascontiguousarray(pack_rows(d_bits).T),
+            np.ascontiguousarray(pack_rows(d_labels).T), bits + 1, resolved, cut, ties == "expected",
         )
     within_total = np.cumsum(hist_total, axis=1)
     within_rel = np.cumsum(hist_rel, axis=1)

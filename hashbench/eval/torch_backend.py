@@ -3,8 +3,8 @@
 Distances come from one matrix product of +/-1 codes per chunk of queries (exact in
 float16 with float32 accumulation up to 2048 bits), relevance from a product of the
 multi-hot labels; the stable "index" order is a top-k on the key ``distance * N + index``,
-and the histograms that ``ties="expected"`` needs are scatter-adds. The expected-AP
-closed form then runs on the CPU over the (queries x bits+1) histograms only.
+and the histograms that ``ties="expected"`` needs are scatter-adds; the caller then runs
+the expected-AP closed form on the CPU over the (queries x bits+1) histograms only.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ KEYS_PER_CHUNK = 1 << 27
 
 def rank_torch(q_bits: torch.Tensor, d_bits: torch.Tensor, q_labels: torch.Tensor, d_labels: torch.Tensor,
                topks: np.ndarray, cutoffs: np.ndarray, expected: bool
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(ap, hist_total, hist_rel, rel_at) as numpy arrays, like the numba kernel's."""
+               ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(ap, hist_total, hist_rel, rel_at) as numpy arrays, like the numba kernel's; with
+    ``expected`` only the histograms (the caller finishes from them)."""
     device = q_bits.device
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     bits = q_bits.shape[1]
@@ -57,8 +58,5 @@ def rank_torch(q_bits: torch.Tensor, d_bits: torch.Tensor, q_labels: torch.Tenso
     hist_total = torch.cat(out["ht"]).numpy()
     hist_rel = torch.cat(out["hr"]).numpy()
     if expected:
-        from hashbench.eval.retrieval import expected_from_histograms
-
-        ap_np, rel_at_np = expected_from_histograms(hist_total, hist_rel, topks, cutoffs)
-        return ap_np, hist_total, hist_rel, rel_at_np
+        return None, hist_total, hist_rel, None
     return torch.cat(out["ap"]).numpy(), hist_total, hist_rel, torch.cat(out["rel_at"]).numpy()
