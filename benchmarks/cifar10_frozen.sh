@@ -1,25 +1,43 @@
 #!/usr/bin/env bash
-# The real benchmark on the CPU: the cifar10 protocol grid (5 methods x 16/32/64 bits x 3 seeds)
-# on frozen MobileNetV2 ImageNet features, feature extraction included, then the MLH ablation
-# variants on the same cached features, then the report.
+# The published CPU benchmark: frozen MobileNetV2 ImageNet features of CIFAR-10 at 128 px,
+# the cifar10 and cifar10-1 protocols, 16/32/64 bits, 3 seeds; then the report.
 #
-#   HASHBENCH_SHARED=../shared bash benchmarks/cifar10_frozen.sh [results-dir] [reports-dir]
+#   HASHBENCH_SHARED=../shared bash benchmarks/cifar10_frozen.sh [stage ...]
+#
+# Stages (default: all, in this order; each skips runs whose record exists, so stages can
+# also run in two shells at once):
+#   main         dpsh, hashnet, csq, orthohash, mlh with their reference heads, both protocols
+#   equal-head   the same five with one shared head (--set head=mlp), tag "equal-head"
+#   ablation     the MLH ablation variants, cifar10 protocol
+#   convergence  each method's recipe against its schedule stretched x2 (tag "epochs-x2"), cifar10
+#   report       hashbench report into reports/cifar10-frozen with the notes and the convergence table
 set -euo pipefail
 shared=${HASHBENCH_SHARED:-../shared}
-results=${1:-results/cifar10-frozen}
-reports=${2:-reports/cifar10-frozen}
-image_size=128
+results=${RESULTS:-results/cifar10-frozen}
+reports=${REPORTS:-reports/cifar10-frozen}
+methods=dpsh,hashnet,csq,orthohash,mlh
 export TORCH_HOME=${TORCH_HOME:-$(mktemp -d)}
 mkdir -p "$TORCH_HOME/hub/checkpoints"
 ln -sf "$(realpath "$shared/weights/mobilenet_v2-b0353104.pth")" "$TORCH_HOME/hub/checkpoints/"
-echo "image size: ${image_size} px (CIFAR-10's 32 px upsampled; MobileNetV2 at 224 px costs 3x more on 2 cores)"
-echo "cores: $(nproc); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}"
-common=(--datasets cifar10 --data-root "$shared/data" --frozen-backbone --set "image_size=$image_size"
-        --bits 16,32,64 --seeds 0,1,2 --results "$results" --no-progress)
-start=$(date +%s)
-hashbench run --methods dpsh,hashnet,csq,orthohash,mlh "${common[@]}"
-echo "main grid (45 runs, feature extraction included): $(( $(date +%s) - start )) s"
-start=$(date +%s)
-hashbench run --methods mlh-center,mlh-pairwise,mlh-no-moh,mlh-moe,mlh-moh-unshared "${common[@]}"
-echo "ablation grid (45 runs, cached features): $(( $(date +%s) - start )) s"
-hashbench report --results "$results" --out "$reports" --notes benchmarks/cifar10_frozen_notes.md
+common=(--data-root "$shared/data" --frozen-backbone --set image_size=128 --bits 16,32,64 --seeds 0,1,2
+        --results "$results" --no-progress)
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(main equal-head ablation convergence report)
+echo "cores: $(nproc); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}; stages: ${stages[*]}"
+for stage in "${stages[@]}"; do
+  start=$(date +%s)
+  case $stage in
+    main) hashbench run --methods "$methods" --datasets cifar10,cifar10-1 "${common[@]}" ;;
+    equal-head) hashbench run --methods "$methods" --datasets cifar10,cifar10-1 --set head=mlp --set tag=equal-head \
+                  "${common[@]}" ;;
+    ablation) hashbench run --methods mlh-center,mlh-pairwise,mlh-no-moh,mlh-moe,mlh-moh-unshared --datasets cifar10 \
+                "${common[@]}" ;;
+    convergence) python benchmarks/convergence.py --results "$results" --datasets cifar10 --data-root "$shared/data" \
+                   --methods "$methods" --bits 16,32,64 --seeds 0,1,2 --set image_size=128 \
+                   --out benchmarks/cifar10_frozen_convergence.md || echo "a recipe did not converge: see the table" ;;
+    report) cat benchmarks/cifar10_frozen_notes.md benchmarks/cifar10_frozen_convergence.md > "$results/notes.md"
+            hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+  echo "stage $stage: $(( $(date +%s) - start )) s"
+done

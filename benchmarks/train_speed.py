@@ -21,6 +21,7 @@ import torch
 from hashbench.config import RunConfig
 from hashbench.data import ImageTransform, load_dataset
 from hashbench.engine.runner import Encoder, build_optimizer, resolve_device
+from hashbench.method import create_method
 from hashbench.models import build_backbone
 from hashbench.registry import METHODS
 
@@ -46,12 +47,12 @@ def main() -> None:
     device = resolve_device(args.device)
     data = load_dataset(args.datasets, args.data_root)
     backbone = build_backbone(args.backbone, args.weights)
-    transform = ImageTransform(args.image_size, backbone.mean, backbone.std)
-    encoder = Encoder(backbone, transform, data.images, frozen=False, device=device, num_workers=4).to(device)
     method_cls = METHODS.get(args.method)
-    method = method_cls(feature_dim=backbone.feature_dim, bits=64, num_classes=data.num_classes,
-                        num_train=len(data.split.train), **method_cls.defaults).to(device)
     config = RunConfig(method=args.method, dataset=args.datasets, bits=64, **method_cls.train_defaults)
+    transform = ImageTransform(args.image_size, backbone.mean, backbone.std, config.augment)
+    encoder = Encoder(backbone, transform, data.images, frozen=False, device=device, num_workers=4).to(device)
+    method = create_method(args.method, feature_dim=backbone.feature_dim, bits=64, num_classes=data.num_classes,
+                           num_train=len(data.split.train)).to(device)
     optimizer = build_optimizer(config, encoder, method)
     labels = data.labels[torch.as_tensor(data.split.train)].to(device)
     method.on_fit_start(labels)
@@ -105,7 +106,8 @@ def main() -> None:
         rows.append((phase, images_per_s(real_batches(train), train), images_per_s(synthetic_batches(), train)))
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {device} ({name}); {args.backbone} {args.weights} at {args.image_size} px, batch "
-          f"{args.batch_size}, {args.steps} steps, method {args.method}, dataset {args.datasets}")
+          f"{args.batch_size}, {args.steps} steps, method {args.method} (augment {config.augment}), "
+          f"dataset {args.datasets}")
     print(f"{'phase':<8}{'real img/s':>12}{'synthetic img/s':>17}{'real / synthetic':>18}")
     for phase, real, bound in rows:
         print(f"{phase:<8}{real:>12.1f}{bound:>17.1f}{real / bound:>17.0%}")

@@ -15,13 +15,22 @@ from typing import Any
 
 import click
 
-from hashbench.config import CONFIG_KEYS, parse_assignments, resolve_config
+from hashbench.config import (
+    CONFIG_KEYS,
+    RUNTIME_KEYS,
+    RunConfig,
+    config_fingerprint,
+    parse_assignments,
+    resolve_config,
+    unknown_key_message,
+)
 from hashbench.data.datasets import PATTERNS, LoadOptions, get_dataset, load_dataset
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, submit
 from hashbench.engine.runner import execute
 from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
+from hashbench.results import read_record
 from hashbench.validation import HashbenchError, check_bits, check_int
 
 
@@ -71,6 +80,33 @@ def list_command(what: str) -> None:
             click.echo(f"  {name:<{width}}  {summary}")
 
 
+def data_key(config: RunConfig) -> tuple[Any, ...]:
+    """What decides how a dataset is loaded (runs that agree on it share one load)."""
+    return config.dataset, config.data_root, config.split_seed, config.skip_corrupt, config.download
+
+
+def describe_setup(config: RunConfig) -> str:
+    size = f"{config.image_size} px" if config.image_size else "the weights' image size"
+    mode = "frozen backbone (cached features)" if config.frozen_backbone else f"fine-tuned, augment {config.augment}"
+    weights = config.weights_path or config.weights or "random init"
+    return f"{config.dataset}: backbone {config.backbone} ({weights}), {size}, {mode}"
+
+
+def refuse_other_config(config: RunConfig, root: Path) -> None:
+    """A finished record made with another config is never reused or replaced silently."""
+    record = read_record(config.folder(root))
+    if record is None or record.get("status") != "done" or "config" not in record:
+        return
+    if record.get("fingerprint", config_fingerprint(record["config"])) == config.fingerprint():
+        return
+    wanted = {**config.as_dict(), **{f"hparams.{k}": v for k, v in config.hparams.items()}}
+    stored = {**record["config"], **{f"hparams.{k}": v for k, v in record["config"].get("hparams", {}).items()}}
+    changed = [k for k in sorted(wanted) if k not in RUNTIME_KEYS and k != "hparams" and stored.get(k) != wanted[k]]
+    detail = ", ".join(f"{k} {stored.get(k)!r} -> {wanted[k]!r}" for k in changed[:3]) or "an older schema"
+    raise HashbenchError(f"{config.folder(root)} holds a finished run made with another config ({detail}); "
+                         "--force replaces it (the old record is archived), or use --set tag=NAME or another --results")
+
+
 @main.command("run")
 @click.option("--methods", required=True, help="Comma-separated method names (see `hashbench list methods`).")
 @click.option("--bits", default="16,32,64", show_default=True, help="Comma-separated code lengths.")
@@ -116,32 +152,41 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
     if "weights_path" in overrides:
         overrides["weights"] = None
     overrides.update(parse_assignments(assignments))
-    unknown = [k for k in overrides if k not in CONFIG_KEYS
-               and not any(k in cls.defaults for cls in method_classes.values())]
-    if unknown:
-        raise HashbenchError(f"unknown config key {unknown[0]!r} (not a config key nor a hyperparameter of "
-                             f"{', '.join(method_names)})")
-    # Load every dataset first (labels and split only): missing data fails before any run.
-    split_seed = check_int("split_seed", overrides.get("split_seed", 0), 0)
-    data_root = Path(overrides["data_root"]) if "data_root" in overrides else None
-    load_options = LoadOptions(skip_corrupt=bool(overrides.get("skip_corrupt", False)),
-                               download=bool(overrides.get("download", False)))
-    loaded = {name: (get_dataset(name)[0], load_dataset(name, data_root, split_seed, load_options))
-              for name in dataset_names}
+    for key in overrides:  # a key no method of the grid knows is a typo, not a per-method setting
+        if key not in CONFIG_KEYS and not any(key in cls.params for cls in method_classes.values()):
+            first = method_names[0]
+            raise HashbenchError(unknown_key_message(key, first, list(method_classes[first].params)))
+    # Resolve and validate every run's config before anything loads or trains: the runs and
+    # the data loading below act on these resolved values only.
     jobs = []
     for dataset_name, method_name, n_bits, seed in itertools.product(dataset_names, method_names, bit_list,
                                                                      seed_list):
         cls = method_classes[method_name]
-        own = {k: v for k, v in overrides.items() if k in CONFIG_KEYS or k in cls.defaults}
+        own = {k: v for k, v in overrides.items() if k in CONFIG_KEYS or k in cls.params}
         jobs.append(resolve_config(method=method_name, method_cls=cls, dataset=dataset_name,
-                                   dataset_defaults=loaded[dataset_name][0].defaults, bits=n_bits, seed=seed,
+                                   dataset_defaults=get_dataset(dataset_name)[0].defaults, bits=n_bits, seed=seed,
                                    overrides=own))
+    # Load every dataset (labels and split only): missing data fails before any run.
+    loaded: dict[tuple[Any, ...], Any] = {}
+    for config in jobs:
+        key = data_key(config)
+        if key not in loaded:
+            loaded[key] = load_dataset(config.dataset, Path(config.data_root) if config.data_root else None,
+                                       config.split_seed, LoadOptions(skip_corrupt=config.skip_corrupt,
+                                                                      download=config.download))
+        method_classes[config.method].check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
+                                                  params=config.hparams)
+    root = Path(results_root)
+    if not force:
+        for config in jobs:
+            refuse_other_config(config, root)
     # Build each backbone once before any run: unknown names, missing or ill-fitting weights
     # are errors of the whole command, not failures of every run.
     for backbone, weights, weights_path in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs},
                                                   key=str):
         build_backbone(backbone, weights, weights_path)
-    root = Path(results_root)
+    for setup in dict.fromkeys(describe_setup(c) for c in jobs):
+        echo(setup)
     failures = []
     labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {config.dataset} {config.bits} bits seed {config.seed}"
               for i, config in enumerate(jobs, start=1)}
@@ -150,8 +195,9 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         label = labels[id(config)]
         if outcome.status == "done":
             metrics = outcome.record["metrics"]
-            echo(f"{label}: mAP@{metrics['topk']} = {metrics['map']:.4f} "
-                 f"({outcome.record['timing']['train_s']:.1f} s training)")
+            k = metrics["topk"]
+            echo(f"{label}: mAP@{k} = {metrics[f'map_expected@{k}']:.4f} (ties: expected; by index "
+                 f"{metrics[f'map@{k}']:.4f}) ({outcome.record['timing']['train_s']:.1f} s training)")
         elif outcome.status == "skipped":
             echo(f"{label}: skipped, record exists at {outcome.folder} (--force reruns it)")
         elif outcome.status == "busy":
@@ -162,7 +208,7 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
 
     if launcher == "local":
         for config in jobs:
-            report(config, execute(config, root, loaded[config.dataset][1], force=force))
+            report(config, execute(config, root, loaded[data_key(config)], force=force))
     else:
         options_ = ClusterOptions(partition=partition, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
                                   time_limit_min=time_limit_min, array_parallelism=array_parallelism)
@@ -183,9 +229,12 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
 @click.option("--tsne-bits", type=int, default=None, help="Code length of the t-SNE plots (default: the longest).")
 @click.option("--notes", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A Markdown file whose text goes at the top of the report page (how to read the numbers).")
+@click.option("--ties", type=click.Choice(["expected", "index"]), default="expected", show_default=True,
+              help="mAP in the tables with ties at equal Hamming distance as the expectation over random orders "
+                   "(independent of database order) or broken by database index (the literature's figure).")
 @user_errors
 def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
-                   tsne_bits: int | None, notes: str | None) -> None:
+                   tsne_bits: int | None, notes: str | None, ties: str) -> None:
     """Regenerate tables and figures from the records and saved codes (no retraining)."""
     from hashbench.analysis.report import build_report
 
@@ -196,6 +245,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
         command=" ".join(["hashbench", *sys.argv[1:]]),
         tsne_bits=tsne_bits,
         notes=Path(notes).read_text() if notes else None,
+        ties=ties,
     )
     for path in written:
         click.echo(str(path))

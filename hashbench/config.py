@@ -2,21 +2,30 @@
 
 Precedence, lowest first: :class:`RunConfig`'s defaults < the method's ``train_defaults``
 (its reference recipe) < the dataset's ``defaults`` (e.g. ``digits`` picks a small CNN
-trained from scratch, which wants its own step size) < ``frozen_train_defaults`` of the
-method when ``frozen_backbone`` is on < the user's options (CLI flags and ``--set``).
-The CLI drops options the user did not give, so only given values override. Keys that are not fields of
-:class:`RunConfig` are the method's hyperparameters and must appear in its ``defaults``.
+trained from scratch, which wants its own step size) < the method's ``dataset_defaults``
+for that dataset (settings its reference uses there, e.g. OrthoHash's margin on CIFAR-10)
+< ``frozen_train_defaults`` of the method when ``frozen_backbone`` is on < the user's
+options (CLI flags and ``--set``). The CLI drops options the user did not give, so only
+given values override. Keys that are not fields of :class:`RunConfig` are the method's
+hyperparameters and must be declared in its ``params``; both are validated here, once,
+before any run starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import fnmatch
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hashbench.data.images import AUGMENTATIONS
+from hashbench.results import run_dir
 from hashbench.validation import (
     HashbenchError,
     check_bits,
@@ -31,7 +40,10 @@ DEVICES = ("auto", "cpu", "cuda")
 
 #: Keys that change nothing about the trained model or its numbers; they are left out of
 #: the fingerprint that guards a checkpoint against resuming under another config.
-RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "data_root", "progress", "download")
+RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "data_root", "progress", "download", "tag")
+
+#: Keys of the grid, set with their own options rather than ``--set``.
+GRID_OPTIONS = {"method": "--methods", "dataset": "--datasets", "bits": "--bits", "seed": "--seeds"}
 
 
 @dataclass
@@ -42,19 +54,21 @@ class RunConfig:
     dataset: str
     bits: int
     seed: int = 0
+    # A name for a variant grid (e.g. "equal-head"): its runs are stored and reported apart.
+    tag: str | None = None
     # data and protocol
     data_root: str | None = None
     split_seed: int = 0
     topk: int | None = None  # None: the protocol's K
     skip_corrupt: bool = False  # list files: leave out (and count) unreadable images instead of failing
     download: bool = False  # CIFAR-10: fetch torchvision's files into <data root>/cifar10 when missing
-    ties: str = "index"
     # model
     backbone: str = "resnet50"
     weights: str | None = "DEFAULT"  # torchvision weights name; None: random init
     weights_path: str | None = None  # a local state dict instead
     image_size: int | None = None  # None: the size the weights were trained at
     frozen_backbone: bool = False
+    augment: str = "flip"  # train-time augmentation (hashbench.data.images.AUGMENTATIONS)
     # Cached features are centred and scaled with the training split's statistics: linear
     # heads on raw post-ReLU features (large common offset) train badly, DPSH diverges.
     standardize_features: bool = True
@@ -84,7 +98,9 @@ class RunConfig:
         check_int("split_seed", self.split_seed, 0)
         if self.topk is not None:
             check_int("topk", self.topk, 1)
-        check_choice("ties", self.ties, ("index", "expected", "random"))
+        if self.tag is not None and (not isinstance(self.tag, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.tag)):
+            raise HashbenchError(f"tag must be letters, digits, '.', '_' or '-'; got {self.tag!r}")
+        check_choice("augment", self.augment, AUGMENTATIONS)
         if self.image_size is not None:
             check_int("image_size", self.image_size, 8, 1024)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -105,10 +121,19 @@ class RunConfig:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def folder(self, results_root: str | Path) -> Path:
+        """This run's folder in the results store."""
+        return run_dir(results_root, self.dataset, self.method, self.bits, self.seed, self.tag)
+
     def fingerprint(self) -> str:
         """Digest of everything that shapes the trained model (runtime keys excluded)."""
-        values = {k: v for k, v in self.as_dict().items() if k not in RUNTIME_KEYS}
-        return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return config_fingerprint(self.as_dict())
+
+
+def config_fingerprint(values: dict[str, Any]) -> str:
+    """:meth:`RunConfig.fingerprint` of a config dict (as a record stores it)."""
+    shaping = {k: v for k, v in values.items() if k not in RUNTIME_KEYS}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("method", "dataset", "bits", "seed",
@@ -159,6 +184,21 @@ def _coerce(key: str, value: Any, like: Any) -> Any:
     return value
 
 
+def method_layers(method_cls: Any, dataset: str) -> list[dict[str, Any]]:
+    """The method's settings for ``dataset``: every ``dataset_defaults`` entry whose
+    pattern matches the dataset's name, in declaration order."""
+    return [values for pattern, values in method_cls.dataset_defaults.items() if fnmatch.fnmatch(dataset, pattern)]
+
+
+def unknown_key_message(key: str, method: str, hparams: list[str]) -> str:
+    if key in GRID_OPTIONS:
+        return f"{key} is a grid option: use {GRID_OPTIONS[key]} instead of --set {key}=..."
+    close = difflib.get_close_matches(key, [*CONFIG_KEYS, *hparams], n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (f"unknown config key {key!r} for method {method}{hint} (config keys: {', '.join(sorted(CONFIG_KEYS))}; "
+            f"{method} hyperparameters: {', '.join(sorted(hparams)) or 'none'})")
+
+
 def resolve_config(
     *,
     method: str,
@@ -169,22 +209,25 @@ def resolve_config(
     seed: int,
     overrides: dict[str, Any],
 ) -> RunConfig:
-    """Merge defaults and user values into a validated :class:`RunConfig`."""
+    """Merge defaults and user values into a validated :class:`RunConfig` (config keys and
+    the method's hyperparameters both checked, with one-line errors)."""
     base = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed)
     values = {k: getattr(base, k) for k in CONFIG_KEYS}
     hparams = dict(method_cls.defaults)
     user = dict(overrides)
+    if "backbone" in user and not {"weights", "weights_path"} & set(user):
+        user["weights"] = "DEFAULT"  # a dataset's default weights belong to its default backbone
     frozen = user.get("frozen_backbone", dataset_defaults.get("frozen_backbone", False))
-    layers = [method_cls.train_defaults, dataset_defaults]
+    layers = [method_cls.train_defaults, dataset_defaults, *method_layers(method_cls, dataset)]
     if frozen:
-        layers.append(getattr(method_cls, "frozen_train_defaults", {}))
+        layers.append(method_cls.frozen_train_defaults)
     for layer in [*layers, user]:
         for key, value in layer.items():
             if key in values:
                 values[key] = _coerce(key, value, getattr(base, key))
             elif key in hparams:
-                hparams[key] = _coerce(key, value, hparams[key])
+                hparams[key] = value
             else:
-                known = ", ".join(sorted([*CONFIG_KEYS, *hparams]))
-                raise HashbenchError(f"unknown config key {key!r} for method {method} (known: {known})")
+                raise HashbenchError(unknown_key_message(key, method, list(hparams)))
+    hparams = method_cls.check_params(hparams)
     return RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()

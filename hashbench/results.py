@@ -1,6 +1,6 @@
 """The results store: one folder per run, one JSON record, the codes beside it.
 
-Layout: ``<root>/<dataset>/<method>/<bits>/seed<seed>/`` holding ``result.json``,
+Layout: ``<root>/<dataset>/<method>[+<tag>]/<bits>/seed<seed>/`` holding ``result.json``,
 ``codes.npz`` (bit-packed query and database codes, labels and split indices),
 ``log.txt`` and, while training, ``checkpoint.pt``. Every write is atomic; a record that
 is replaced (``--force``) is first moved to ``history/`` beside it, never overwritten.
@@ -26,7 +26,7 @@ RECORD = "result.json"
 CODES = "codes.npz"
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.txt"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def slug(name: str) -> str:
@@ -34,8 +34,11 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
 
 
-def run_dir(root: str | Path, dataset: str, method: str, bits: int, seed: int) -> Path:
-    return Path(root) / slug(dataset) / method / str(bits) / f"seed{seed}"
+def run_dir(root: str | Path, dataset: str, method: str, bits: int, seed: int, tag: str | None = None) -> Path:
+    """``<root>/<dataset>/<method>[+<tag>]/<bits>/seed<seed>``: a tagged variant grid
+    (e.g. every method with one shared head) lives beside the untagged runs."""
+    name = method if tag is None else f"{method}+{slug(tag)}"
+    return Path(root) / slug(dataset) / name / str(bits) / f"seed{seed}"
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
@@ -123,6 +126,7 @@ def versions() -> dict[str, str | None]:
 
 
 def iter_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``(run folder, record)`` under ``root`` in path order; archived records in ``history/`` are skipped."""
     return [(path.parent, json.loads(path.read_text())) for path in sorted(Path(root).glob(f"**/{RECORD}"))
             if "history" not in path.relative_to(root).parts]
 
@@ -132,24 +136,55 @@ def load_records(root: str | Path) -> pd.DataFrame:
     return records_frame(iter_records(root))
 
 
+#: The identity and normalised columns of :func:`records_frame`, before the ``metric.*`` and ``timing.*`` ones.
+RECORD_COLUMNS = ["method", "dataset", "bits", "seed", "tag", "ablation_of", "supervised", "status", "reason",
+                  "backbone", "weights", "topk", "map_index", "map_expected", "path"]
+
+
+def _map_at_topk(record: dict[str, Any], topk: int | None) -> tuple[float | None, float | None]:
+    """``(mAP@K with ties by database index, its expectation over tie orders)``, whatever K is.
+
+    Schema 2 stores both; a schema-1 record stores one, ``map``, computed with the run's ``ties`` setting.
+    """
+    metrics = record.get("metrics") or {}
+    if record.get("schema", 1) >= 2:
+        return metrics.get(f"map@{topk}"), metrics.get(f"map_expected@{topk}")
+    ties = (record.get("config") or {}).get("ties", "index")
+    value = metrics.get("map")
+    return (value if ties == "index" else None), (value if ties == "expected" else None)
+
+
 def records_frame(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
-    """:func:`iter_records` output as one row per record (see :func:`load_records`)."""
+    """:func:`iter_records` output as one row per record (see :func:`load_records`).
+
+    ``map_index`` and ``map_expected`` hold the record's mAP@K under each tie rule, so that
+    tables need not know K; ``metric.<name>`` columns keep every stored metric as it is.
+    """
     rows = []
     for folder, record in records:
+        metrics = record.get("metrics") or {}
+        method_info = record.get("method_info") or {}
+        topk = metrics.get("topk", (record.get("protocol") or {}).get("topk"))
+        map_index, map_expected = _map_at_topk(record, topk)
         row = {
             "method": record["method"],
             "dataset": record["dataset"],
             "bits": record["bits"],
             "seed": record["seed"],
+            "tag": record.get("tag"),
+            "ablation_of": method_info.get("ablation_of"),
+            "supervised": method_info.get("supervised"),
             "status": record["status"],
             "reason": record.get("reason"),
-            "backbone": record.get("backbone", {}).get("name"),
-            "weights": record.get("backbone", {}).get("weights"),
-            "topk": record.get("metrics", {}).get("topk", record.get("protocol", {}).get("topk")),
+            "backbone": (record.get("backbone") or {}).get("name"),
+            "weights": (record.get("backbone") or {}).get("weights"),
+            "topk": topk,
+            "map_index": map_index,
+            "map_expected": map_expected,
             "path": str(folder),
         }
-        row.update({f"metric.{k}": v for k, v in record.get("metrics", {}).items() if k != "topk"})
-        row.update({f"timing.{k}": v for k, v in record.get("timing", {}).items()})
+        row.update({f"metric.{k}": v for k, v in metrics.items() if k != "topk"})
+        row.update({f"timing.{k}": v for k, v in (record.get("timing") or {}).items()})
         rows.append(row)
-    columns = ["method", "dataset", "bits", "seed", "status", "reason", "backbone", "weights", "topk", "path"]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    frame = pd.DataFrame(rows, columns=None if rows else RECORD_COLUMNS)
+    return frame.astype({"map_index": float, "map_expected": float})

@@ -9,8 +9,12 @@ authors). Facts taken from it:
   updated with the batch's (detached) outputs every batch, before the loss is computed.
 * Both terms are summed and divided by (number of training images x batch size):
   loss = [sum_ij nll(theta_ij) + eta * sum_i ||b_i - u_i||^2] / (n * B), b = sign(u).
-* eta = 10 for CIFAR-10 (50 for NUS-WIDE); SGD, lr 0.05, weight decay 1e-5, batch 128,
-  150 epochs, lr x0.1 every 50 epochs; the hash layer is a plain linear map (no tanh).
+* eta = 50, the value of ``DPSH_CIFAR_10.py``'s main block (its demo script uses 10);
+  SGD without momentum, lr 0.05, weight decay 1e-5, batch 128, 150 epochs, lr x0.1 every
+  50 epochs; the hash layer is a plain linear map (no tanh) on the backbone feature
+  (``head=linear``).
+* Images are resized (shorter side 256) and center-cropped to 224 for training and test
+  alike: no augmentation (``augment=none``).
 
 ``pairs="batch"`` pairs the batch with itself instead of the memory (then the
 normaliser is B x B).
@@ -21,18 +25,17 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from hashbench.method import HashMethod, pairwise_similarity
+from hashbench.losses import pairwise_likelihood, sign_quantization
+from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, pairwise_similarity, real
 
 
-def dpsh_loss(codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Tensor, eta: float
+def dpsh_loss(*, codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Tensor, eta: float
               ) -> dict[str, torch.Tensor]:
     """DPSH's objective for a batch against ``memory`` (see the module docstring)."""
-    theta = 0.5 * codes @ memory.T
-    normaliser = similarity.numel()
-    likelihood = (torch.nn.functional.softplus(theta) - similarity * theta).sum() / normaliser
-    quantization = (codes.detach().sign() - codes).pow(2).sum() / normaliser
+    pairs = similarity.numel()
+    likelihood = pairwise_likelihood(theta=0.5 * codes @ memory.T, similarity=similarity)
+    quantization = sign_quantization(codes=codes, normalizer=pairs)
     return {"loss": likelihood + eta * quantization, "likelihood": likelihood, "quantization": quantization}
 
 
@@ -41,21 +44,23 @@ class DPSH(HashMethod):
 
     name = "dpsh"
     summary = "DPSH (Li et al., IJCAI 2016): pairwise likelihood on inner products + quantization"
-    defaults: ClassVar[dict[str, Any]] = {"eta": 10.0, "pairs": "memory"}
+    params: ClassVar[dict[str, Param]] = {
+        "eta": real(50.0, 0.0, help="weight of the quantization term"),
+        "pairs": choice("memory", ("memory", "batch")),
+        "head": head_param("linear"),
+    }
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "backbone_lr_mult": 1.0, "weight_decay": 1e-5,
-        "batch_size": 128, "epochs": 150, "scheduler": "step", "lr_step": 50, "lr_gamma": 0.1,
+        "batch_size": 128, "epochs": 150, "scheduler": "step", "lr_step": 50, "lr_gamma": 0.1, "augment": "none",
     }
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 20}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, eta: float,
-                 pairs: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train)
-        if pairs not in ("memory", "batch"):
-            raise ValueError(f"pairs must be memory or batch; got {pairs!r}")
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
+                 eta: float, pairs: str, head: str) -> None:
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
         self.eta = eta
         self.pairs = pairs
-        self.hash_layer = nn.Linear(feature_dim, bits)
+        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
         self.register_buffer("memory", torch.zeros(num_train, bits))
         self.register_buffer("memory_labels", torch.zeros(num_train, num_classes))
 
@@ -68,6 +73,7 @@ class DPSH(HashMethod):
     def loss(self, output: torch.Tensor, *, labels: torch.Tensor, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
         if self.pairs == "batch":
-            return dpsh_loss(output, output, pairwise_similarity(labels, labels), self.eta)
+            return dpsh_loss(codes=output, memory=output, similarity=pairwise_similarity(labels, labels), eta=self.eta)
         self.memory[index] = output.detach()
-        return dpsh_loss(output, self.memory, pairwise_similarity(labels, self.memory_labels), self.eta)
+        return dpsh_loss(codes=output, memory=self.memory, similarity=pairwise_similarity(labels, self.memory_labels),
+                         eta=self.eta)

@@ -1,21 +1,30 @@
 """HashNet: Deep Learning to Hash by Continuation (Cao, Long, Wang, Yu, ICCV 2017).
 
-Reference code: github.com/thuml/HashNet (``pytorch/src``). Facts taken from the paper
-and that code:
+Reference code: github.com/thuml/HashNet (``pytorch/src/train.py``, ``loss.py``,
+``network.py``). Facts taken from the paper and that code:
 
+* Each iteration draws two independent batches of 36 training images and the loss uses
+  only the 36 x 36 pairs across them (no item is paired with itself). Here one shuffled
+  batch of 72 is split into halves (``pairs="halves"``), the same pairs in distribution;
+  ``pairs="batch"`` keeps hashbench's earlier all-pairs form (B x B, diagonal included).
 * Weighted pairwise cross-entropy on alpha * <h_i, h_j> with alpha = 10 / bits; a pair's
   loss is log(1 + e^(alpha <h_i, h_j>)) - s_ij alpha <h_i, h_j>, computed with a stable
   softplus (the reference switches to the linear asymptote above 15, which is the same
-  function up to rounding).
-* Positive pairs weigh |S| / |S1| and negative pairs |S| / |S0| (the paper's weights;
-  |S1|, |S0| counted in the batch); all B x B pairs of the batch take part, as in the
-  reference ``mm(outputs, outputs.T)``.
+  function up to rounding). ``weighting="reference"`` is what the reference's ``train.py``
+  calls (``loss.pairwise_loss``): positive pairs weigh ``positive_weight`` (its
+  ``class_num``: 1 in the PyTorch README command; 100 for ImageNet and 5 for NUS-WIDE in
+  the Caffe configs that made the paper's numbers, ``dataset_defaults``), negatives 1, and
+  the weighted sum is divided by the sum of the weights. ``weighting="balanced"`` is the
+  paper's |S| / |S1| and |S| / |S0| weights with the sum divided by |S| (the reference's
+  unused ``pairwise_loss_updated``).
+* The hash layer is Linear(d, bits), weights N(0, 0.01), bias 0, on the backbone feature.
 * Activation tanh(beta z) with beta = (1 + 0.005 t)^0.5, recomputed every 200
   iterations t (continuation; init 1, gamma 0.005, power 0.5, step 200).
 * SGD (momentum 0.9, Nesterov, weight decay 5e-4), base lr 3e-4 for the backbone and x10
-  for the hash layer, lr x0.5 every 2,000 of 10,000 iterations, batch 36. Iterations map
-  to epochs here: on 5,000 training images at batch 36 that is 72 epochs with a step every
-  14 epochs; the head lr is 3e-3 and the backbone multiplier 0.1.
+  for the hash layer, lr x0.5 every 2,000 of 10,000 iterations; images resized to 256,
+  random-resized-cropped to 224 and flipped (``augment=crop_flip``). Iterations map to
+  epochs here: 72 images an iteration on 5,000 training images is 144 epochs with a step
+  every 29 (28.8); the head lr is 3e-3 and the backbone multiplier 0.1.
 """
 
 from __future__ import annotations
@@ -23,24 +32,30 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from hashbench.losses import pairwise_nll
-from hashbench.method import HashMethod, pairwise_similarity
+from hashbench.losses import pairwise_likelihood
+from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, integer, pairwise_similarity, real
 
 
 def continuation_beta(step: int, *, gamma: float = 0.005, power: float = 0.5, every: int = 200) -> float:
     return (1 + gamma * (step // every * every)) ** power
 
 
-def hashnet_loss(codes: torch.Tensor, labels: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Weighted pairwise cross-entropy over all pairs of the batch."""
-    similarity = pairwise_similarity(labels, labels)
+WEIGHTINGS = ("reference", "balanced")
+
+
+def hashnet_loss(*, codes_a: torch.Tensor, codes_b: torch.Tensor, labels_a: torch.Tensor, labels_b: torch.Tensor,
+                 alpha: float, weighting: str = "reference", positive_weight: float = 1.0) -> torch.Tensor:
+    """Weighted pairwise cross-entropy over the pairs (a_i, b_j) (see the module docstring)."""
+    similarity = pairwise_similarity(labels_a, labels_b)
+    theta = alpha * codes_a @ codes_b.T
+    if weighting == "reference":
+        weights = torch.where(similarity > 0, positive_weight, 1.0)
+        return pairwise_likelihood(theta=theta, similarity=similarity, weights=weights, normalizer=weights.sum())
     total = similarity.numel()
     positives = similarity.sum()
-    negatives = total - positives
-    weights = torch.where(similarity > 0, total / positives.clamp_min(1), total / negatives.clamp_min(1))
-    return pairwise_nll(alpha * codes @ codes.T, similarity, weights)
+    weights = torch.where(similarity > 0, total / positives.clamp_min(1), total / (total - positives).clamp_min(1))
+    return pairwise_likelihood(theta=theta, similarity=similarity, weights=weights)
 
 
 class HashNet(HashMethod):
@@ -48,19 +63,35 @@ class HashNet(HashMethod):
 
     name = "hashnet"
     summary = "HashNet (Cao et al., ICCV 2017): weighted pairwise cross-entropy + tanh continuation"
-    defaults: ClassVar[dict[str, Any]] = {"alpha": None, "beta_gamma": 0.005, "beta_power": 0.5, "beta_every": 200}
+    params: ClassVar[dict[str, Param]] = {
+        "alpha": real(None, 0.0, open_low=True, nullable=True, help="scale of inner products; none: 10 / bits"),
+        "pairs": choice("halves", ("halves", "batch")),
+        "weighting": choice("reference", WEIGHTINGS),
+        "positive_weight": real(1.0, 0.0, open_low=True, help="weighting=reference: a positive pair's weight"),
+        "beta_gamma": real(0.005, 0.0),
+        "beta_power": real(0.5, 0.0),
+        "beta_every": integer(200, 1),
+        "head": head_param("linear"),
+    }
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 3e-3, "momentum": 0.9, "nesterov": True, "backbone_lr_mult": 0.1,
-        "weight_decay": 5e-4, "batch_size": 36, "epochs": 72, "scheduler": "step", "lr_step": 14, "lr_gamma": 0.5,
+        "weight_decay": 5e-4, "batch_size": 72, "epochs": 144, "scheduler": "step", "lr_step": 29, "lr_gamma": 0.5,
+        "augment": "crop_flip",
     }
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 10}
+    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "imagenet100": {"positive_weight": 100.0}, "nuswide*": {"positive_weight": 5.0},
+    }
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, alpha: float | None,
-                 beta_gamma: float, beta_power: float, beta_every: int) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train)
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
+                 alpha: float | None, pairs: str, weighting: str, positive_weight: float, beta_gamma: float,
+                 beta_power: float, beta_every: int, head: str) -> None:
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
         self.alpha = 10 / bits if alpha is None else alpha
+        self.pairs = pairs
+        self.weighting = {"weighting": weighting, "positive_weight": positive_weight}
         self.schedule = {"gamma": beta_gamma, "power": beta_power, "every": beta_every}
-        self.hash_layer = nn.Linear(feature_dim, bits)
+        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False, init_std=0.01)
         self.register_buffer("beta", torch.tensor(1.0))
 
     def on_step_start(self, step: int) -> None:
@@ -71,6 +102,11 @@ class HashNet(HashMethod):
 
     def loss(self, output: torch.Tensor, *, labels: torch.Tensor, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
-        pairwise = hashnet_loss(output, labels, self.alpha)
+        if self.pairs == "halves":
+            half = len(output) // 2
+            pairwise = hashnet_loss(codes_a=output[:half], codes_b=output[half:2 * half], labels_a=labels[:half],
+                                    labels_b=labels[half:2 * half], alpha=self.alpha, **self.weighting)
+        else:
+            pairwise = hashnet_loss(codes_a=output, codes_b=output, labels_a=labels, labels_b=labels, alpha=self.alpha,
+                                    **self.weighting)
         return {"loss": pairwise, "pairwise": pairwise, "beta": self.beta.detach().clone()}
-

@@ -23,19 +23,28 @@ What the paper leaves open, and what we chose (each a hyperparameter, ``--set ke
 * Experts output tanh(W_e x + c_e), so every expert's code is in (-1, 1) and so is any
   convex mixture of them, as the paper requires of u.
 * ``mutual`` = "detached": L_M = mean(1 - cos(u_c, sg(u_p))) + mean(1 - cos(u_p, sg(u_c))),
-  each branch pulled toward the other's detached code as in deep mutual learning, so the
-  strong branch is never dragged toward the weak one through its own target; "joint"
-  uses mean(1 - cos(u_c, u_p)) without stop-gradients.
+  each branch pulled toward the other's detached code as in deep mutual learning;
+  "joint" uses mean(1 - cos(u_c, u_p)) without stop-gradients. Under ``schedule=joint`` the
+  two give identical gradients (the gradient of 1 - cos(u_c, sg(u_p)) with respect to u_c
+  is that of 1 - cos(u_c, u_p), and likewise for u_p); only the logged value differs (x2).
+  They differ under ``schedule=alternate``: with "detached" the active step's mutual term
+  moves only the active branch's code, with "joint" its gradient also reaches the shared
+  experts through the inactive branch's code.
 * ``schedule`` = "joint": one optimiser step on the total per batch (with detached targets
   this is the simultaneous form of the iterative mutual learning); "alternate" updates the
   center side (L_C + its half of L_M) on even steps and the pairwise side on odd steps.
+  The inactive branch's own parameters (its gate, or its branch head) do not move at all
+  on that step (``inactive_parameters``: no gradient, so no optimizer state moves them);
+  the shared experts, the ``head`` trunk and the backbone move on every step.
 * ``centers``: Hadamard rows when q is a power of 2, c <= 2q and their distance q/2 meets
   the GV distance (it always does then), else greedy random codes at distance >= d.
 * ``test_branch`` = "center": the strong branch gives the codes at test time.
 * ``pairwise_scale`` = 0.5 (DPSH's theta = u^T u / 2); pairs are the batch's own
   (the paper calls L_P "DPSH-style" without a memory).
 * ``quantization_weight`` = 0: L_C depends on u only through its direction, so a
-  (|u| - 1)^2 term is offered but off by default.
+  (|u| - 1)^2 term (``hashbench.losses.quantization_error``, as in CSQ) is offered but off.
+* ``head`` = linear: the experts read the backbone feature; ``mlp`` puts the shared
+  two-layer trunk of the equal-capacity comparison in front of experts and gates.
 
 Training recipe: the paper builds its center branch on CSQ, so we use CSQ's reference
 recipe (Adam, lr 1e-3, backbone x0.01, batch 64, lr x0.7 every 10 epochs).
@@ -56,7 +65,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashbench.method import HashLayer, HashMethod, pairwise_similarity
+from hashbench.losses import pairwise_likelihood, quantization_error
+from hashbench.method import (
+    HashLayer,
+    HashMethod,
+    Param,
+    choice,
+    head_param,
+    head_trunk,
+    integer,
+    pairwise_similarity,
+    real,
+)
 from hashbench.models.centers import gilbert_varshamov_distance, hadamard_centers, random_centers
 
 ARCHITECTURES = ("moh", "moe", "moh-unshared", "plain")
@@ -85,17 +105,16 @@ def center_loss(codes: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor
 
 def pairwise_loss(codes: torch.Tensor, labels: torch.Tensor, scale: float) -> torch.Tensor:
     """L_P: DPSH-style likelihood over the batch's pairs, theta = scale * u_i^T u_j."""
-    theta = scale * codes @ codes.T
-    similarity = pairwise_similarity(labels, labels)
-    return (F.softplus(theta) - similarity * theta).mean()
+    return pairwise_likelihood(theta=scale * codes @ codes.T, similarity=pairwise_similarity(labels, labels))
 
 
 def mutual_loss(center_codes: torch.Tensor, pairwise_codes: torch.Tensor, *, detached: bool
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """L_M split into the center side's and the pairwise side's halves."""
+    """L_M as (the center side's term, the pairwise side's term): with ``detached`` each
+    branch toward the other's stop-gradient code; else the one joint term, on both sides."""
     if not detached:
         joint = (1 - F.cosine_similarity(center_codes, pairwise_codes, dim=1)).mean()
-        return joint, torch.zeros_like(joint)
+        return joint, joint
     to_pairwise = (1 - F.cosine_similarity(center_codes, pairwise_codes.detach(), dim=1)).mean()
     to_center = (1 - F.cosine_similarity(pairwise_codes, center_codes.detach(), dim=1)).mean()
     return to_pairwise, to_center
@@ -176,27 +195,24 @@ class MLH(HashMethod):
     summary = "MLH (Ma et al., 2025): center + pairwise branches, shared hash experts, mutual loss"
     architecture: ClassVar[str] = "moh"
     branches: ClassVar[str] = "both"
-    defaults: ClassVar[dict[str, Any]] = {
-        "lambda_center": 4.0, "lambda_pairwise": 1.0, "lambda_mutual": 1.0, "quantization_weight": 0.0,
-        "num_experts": 4, "top_k": 0, "hidden_dim": 512, "mutual": "detached", "schedule": "joint",
-        "test_branch": "center", "pairwise_scale": 0.5, "center_seed": 0,
+    params: ClassVar[dict[str, Param]] = {
+        "lambda_center": real(4.0, 0.0), "lambda_pairwise": real(1.0, 0.0), "lambda_mutual": real(1.0, 0.0),
+        "quantization_weight": real(0.0, 0.0), "num_experts": integer(4, 1, 64), "top_k": integer(0, 0, 64),
+        "hidden_dim": integer(512, 1), "mutual": choice("detached", ("detached", "joint")),
+        "schedule": choice("joint", ("joint", "alternate")), "test_branch": choice("center", ("center", "pairwise")),
+        "pairwise_scale": real(0.5, 0.0, open_low=True), "center_seed": integer(0, 0), "head": head_param("linear"),
     }
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "lr": 1e-3, "backbone_lr_mult": 0.01, "weight_decay": 0.0, "batch_size": 64,
-        "epochs": 90, "scheduler": "step", "lr_step": 10, "lr_gamma": 0.7,
+        "epochs": 90, "scheduler": "step", "lr_step": 10, "lr_gamma": 0.7, "augment": "crop_flip",
     }
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 10}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, lambda_center: float,
-                 lambda_pairwise: float, lambda_mutual: float, quantization_weight: float, num_experts: int,
-                 top_k: int, hidden_dim: int, mutual: str, schedule: str, test_branch: str, pairwise_scale: float,
-                 center_seed: int) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train)
-        for key, value, choices in (("mutual", mutual, ("detached", "joint")),
-                                    ("schedule", schedule, ("joint", "alternate")),
-                                    ("test_branch", test_branch, ("center", "pairwise"))):
-            if value not in choices:
-                raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
+                 lambda_center: float, lambda_pairwise: float, lambda_mutual: float, quantization_weight: float,
+                 num_experts: int, top_k: int, hidden_dim: int, mutual: str, schedule: str, test_branch: str,
+                 pairwise_scale: float, center_seed: int, head: str) -> None:
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
         if self.branches != "both":
             test_branch = self.branches
         self.weights = {"center": lambda_center, "pairwise": lambda_pairwise, "mutual": lambda_mutual,
@@ -204,6 +220,7 @@ class MLH(HashMethod):
         self.mutual, self.schedule, self.test_branch = mutual, schedule, test_branch
         self.pairwise_scale = pairwise_scale
         names = ["center", "pairwise"] if self.branches == "both" else [self.branches]
+        self.trunk = head_trunk(head, feature_dim)
         if self.architecture == "moh":
             self.experts = HashExperts(feature_dim, bits, num_experts)
             self.gates = nn.ModuleDict({n: Gate(feature_dim, num_experts, top_k) for n in names})
@@ -213,6 +230,7 @@ class MLH(HashMethod):
         self.register_buffer("centers", mlh_centers(num_classes, bits, center_seed))
 
     def forward(self, features: torch.Tensor) -> MLHOutput:
+        features = self.trunk(features)
         codes: dict[str, torch.Tensor] = {}
         gates: dict[str, torch.Tensor] = {}
         if self.architecture == "moh":
@@ -230,35 +248,51 @@ class MLH(HashMethod):
     def codes(self, output: MLHOutput) -> torch.Tensor:
         return output.center if self.test_branch == "center" else output.pairwise
 
+    def _alternating(self) -> bool:
+        return self.schedule == "alternate" and self.branches == "both"
+
+    @staticmethod
+    def active_side(step: int) -> str:
+        return "center" if step % 2 == 0 else "pairwise"
+
+    def inactive_parameters(self, step: int) -> list[nn.Parameter]:
+        if not self._alternating():
+            return []
+        inactive = "pairwise" if self.active_side(step) == "center" else "center"
+        owner = self.gates if self.architecture == "moh" else self.branch
+        return list(owner[inactive].parameters())
+
     def loss(self, output: MLHOutput, *, labels: torch.Tensor, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {}
-        center_side, pairwise_side = [], []
+        sides: dict[str, list[torch.Tensor]] = {"center": [], "pairwise": []}
         if output.center is not None:
             terms["center"] = center_loss(output.center, self.centers, labels)
-            center_side.append(self.weights["center"] * terms["center"])
+            sides["center"].append(self.weights["center"] * terms["center"])
         if output.pairwise is not None:
             terms["pairwise"] = pairwise_loss(output.pairwise, labels, self.pairwise_scale)
-            pairwise_side.append(self.weights["pairwise"] * terms["pairwise"])
+            sides["pairwise"].append(self.weights["pairwise"] * terms["pairwise"])
         if output.center is not None and output.pairwise is not None:
-            to_pairwise, to_center = mutual_loss(output.center, output.pairwise, detached=self.mutual == "detached")
-            terms["mutual"] = to_pairwise + to_center
-            center_side.append(self.weights["mutual"] * to_pairwise)
-            pairwise_side.append(self.weights["mutual"] * to_center)
+            detached = self.mutual == "detached"
+            center_term, pairwise_term = mutual_loss(output.center, output.pairwise, detached=detached)
+            terms["mutual"] = center_term + pairwise_term if detached else center_term
+            sides["center"].append(self.weights["mutual"] * center_term)
+            sides["pairwise"].append(self.weights["mutual"] * pairwise_term)
         codes = [c for c in (output.center, output.pairwise) if c is not None]
-        terms["quantization"] = sum((c.abs() - 1).pow(2).mean() for c in codes) / len(codes)
-        quantization = self.weights["quantization"] * terms["quantization"]
-        if self.schedule == "alternate" and center_side and pairwise_side:
-            chosen = center_side if step % 2 == 0 else pairwise_side
-        else:
-            chosen = center_side + pairwise_side
-        return {"loss": sum(chosen) + quantization, **terms}
+        terms["quantization"] = sum(quantization_error(codes=c) for c in codes) / len(codes)
+        if self._alternating():
+            total = sum(sides[self.active_side(step)])
+        else:  # every term once (the joint mutual term stands on both sides' lists)
+            total = sum(self.weights[name] * terms[name] for name in ("center", "pairwise", "mutual") if name in terms)
+        if self.weights["quantization"] > 0:
+            total = total + self.weights["quantization"] * terms["quantization"]
+        return {"loss": total, **terms}
 
 
 def _variant(class_name: str, name: str, summary: str, **attributes: str) -> type[MLH]:
     """An ablation variant: MLH with other class attributes (branches, architecture)."""
     return type(class_name, (MLH,), {"name": name, "summary": summary, "__doc__": summary,
-                                     "__module__": __name__, **attributes})
+                                     "__module__": __name__, "ablation_of": "mlh", **attributes})
 
 
 MLHCenter = _variant("MLHCenter", "mlh-center", "MLH ablation: the center branch alone (L_C)", branches="center")

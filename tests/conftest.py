@@ -12,6 +12,21 @@ from hashbench.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HASHBENCH_SHARED", REPO.parent / "shared"))
+#: Thread-pool sizes of the math libraries; a test's subprocesses share the cores with the
+#: suite and each other, and oversubscribed pools made the suite several times slower.
+THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment to start a test's subprocess with: this one, one thread per pool."""
+    return {**os.environ, **THREAD_LIMITS, **extra}
+
+
+@pytest.fixture
+def single_threaded_children(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For children a test cannot hand an env to (multiprocessing, submitit): they inherit this one."""
+    for name, value in THREAD_LIMITS.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="session")

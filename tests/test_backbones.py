@@ -49,3 +49,14 @@ def test_pretrained_mobilenet_loads_offline(torch_home, monkeypatch):
     assert backbone.weights == "MobileNet_V2_Weights.IMAGENET1K_V1"
     first = dict(backbone.module.named_parameters())["features.0.0.weight"]
     assert not torch.equal(first, build_backbone("mobilenet_v2", None).module.features[0][0].weight)
+
+
+def test_backbone_without_pretrained_weights_takes_default_as_random_init(tmp_path):
+    backbone = build_backbone("small_cnn", "DEFAULT")
+    assert backbone.weights == "random init"  # what the record shows
+    assert build_backbone("small_cnn", None).weights is None
+    path = tmp_path / "small_cnn.pth"
+    torch.save(backbone.module.state_dict(), path)
+    assert build_backbone("small_cnn", "DEFAULT", path).weights == str(path)
+    with pytest.raises(HashbenchError, match="small_cnn has no pretrained weights; got weights='IMAGENET1K_V1'"):
+        build_backbone("small_cnn", "IMAGENET1K_V1")

@@ -6,7 +6,9 @@ import json
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from hashbench.cli import main
 from hashbench.results import load_codes
 
 CHANCE = 0.1  # ten balanced classes
@@ -23,8 +25,9 @@ def test_run_skip_and_report(cli, tmp_path):
         assert record["status"] == "done"
         assert record["protocol"]["sizes"] == {"train": 1597, "query": 200, "database": 1597}
         assert record["config"]["epochs"] == 6 and record["config"]["hparams"]["quantization_weight"] is None
-        assert 0 < record["metrics"]["map"] <= 1
-        assert record["metrics"]["map"] > 5 * CHANCE
+        metrics = record["metrics"]
+        assert metrics["topk"] == 1597 and set(metrics) >= {"map@1597", "map_expected@1597"}
+        assert 5 * CHANCE < metrics["map_expected@1597"] <= 1 and 5 * CHANCE < metrics["map@1597"] <= 1
         assert set(record["timing"]) >= {"train_s", "encode_s", "eval_s", "train_images_per_s"}
         assert record["versions"]["torch"]
         codes = load_codes(folder)
@@ -39,7 +42,7 @@ def test_run_skip_and_report(cli, tmp_path):
     assert "| csq |" in table and "digits 16 bits" in table
     frame = pd.read_csv(tmp_path / "report" / "map.csv")
     assert list(frame.columns) == ["method", "dataset", "bits", "seed", "metric", "value"]
-    assert len(frame[frame.metric == "map"]) == 2
+    assert len(frame[frame.metric == "map@1597"]) == 2 and len(frame[frame.metric == "map_expected@1597"]) == 2
 
 
 def test_force_archives_the_old_record(cli, tmp_path):
@@ -58,7 +61,17 @@ def test_force_archives_the_old_record(cli, tmp_path):
     (["--methods", "csq", "--datasets", "cifar11"], "unknown dataset 'cifar11'"),
     (["--methods", "csq", "--backbone", "resnet5"], "unknown backbone 'resnet5'"),
     (["--methods", "csq", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
+    (["--methods", "csq", "--set", "lamda_q=0.1"], "csq hyperparameters: center_seed, center_weight, head"),
+    (["--methods", "csq", "--set", "quantization_wieght=0.1"], "did you mean quantization_weight?"),
+    (["--methods", "csq", "--set", "bits=32"], "bits is a grid option: use --bits"),
     (["--methods", "csq", "--set", "lr=-1"], "lr must be a finite number > 0; got -1"),
+    (["--methods", "csq", "--set", "skip_corrupt=no"], "skip_corrupt must be true or false; got 'no'"),
+    (["--methods", "mlh,csq", "--set", "recipe=vgg"], "csq: recipe must be one of resnet, alexnet; got 'vgg'"),
+    (["--methods", "mlh,csq", "--set", "mutual=foo"], "mlh: mutual must be one of detached, joint; got 'foo'"),
+    (["--methods", "hashnet", "--set", "alpha=abc"], "hashnet: alpha must be a finite number > 0 or none; got 'abc'"),
+    (["--methods", "mlh", "--set", "lambda_center=-1"], "mlh: lambda_center must be a finite number >= 0; got -1"),
+    (["--methods", "csq", "--set", "augment=rotate"], "augment must be one of none, flip"),
+    (["--methods", "csq", "--set", "tag=a/b"], "tag must be letters"),
     (["--methods", "csq", "--datasets", "cifar10", "--data-root", "/nonexistent"], "CIFAR-10 not found"),
 ])
 def test_bad_input_is_one_line_and_nonzero(cli, tmp_path, args, message):
@@ -67,6 +80,34 @@ def test_bad_input_is_one_line_and_nonzero(cli, tmp_path, args, message):
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_record_made_with_another_config_is_never_reused(cli, tmp_path):
+    base = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--results", tmp_path, "--no-progress"]
+    assert cli(*base).exit_code == 0
+    other = cli(*base, "--set", "center_weight=2")
+    assert other.exit_code != 0 and "another config (hparams.center_weight 1.0 -> 2.0" in other.output
+    tagged = cli(*base, "--set", "center_weight=2", "--set", "tag=heavy")
+    assert tagged.exit_code == 0, tagged.output
+    assert (tmp_path / "digits" / "csq+heavy" / "16" / "seed0" / "result.json").is_file()
+
+
+def test_an_unexpected_error_in_one_run_is_recorded_and_the_grid_goes_on(cli, tmp_path, monkeypatch):
+    from methods.csq import CSQ
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(CSQ, "loss", broken)
+    out = CliRunner().invoke(main, ["run", "--methods", "csq,dpsh", "--bits", "16", "--epochs", "1",
+                                    "--results", str(tmp_path), "--no-progress"])
+    assert out.exit_code == 1
+    failed = json.loads((tmp_path / "digits" / "csq" / "16" / "seed0" / "result.json").read_text())
+    assert failed["status"] == "failed" and failed["reason"] == "RuntimeError: boom"
+    assert "Traceback" in (tmp_path / "digits" / "csq" / "16" / "seed0" / "log.txt").read_text()
+    done = json.loads((tmp_path / "digits" / "dpsh" / "16" / "seed0" / "result.json").read_text())
+    assert done["status"] == "done"
+    assert "1 of 2 runs failed" in out.output
 
 
 def test_list(cli):

@@ -109,6 +109,14 @@ def test_random_ties_is_seeded():
     assert a == mean_average_precision(q, d, ql, dl, ties="random", seed=1)
 
 
+def test_random_ties_break_a_tie_differently_from_index_order():
+    q, d = np.ones((1, 8)), np.ones((40, 8))  # every database item at distance 0: one 40-way tie
+    ql, dl = np.array([1]), np.r_[np.ones(5), np.zeros(35)].astype(int)  # the relevant ones come first by index
+    assert mean_average_precision(q, d, ql, dl, ties="index") == 1.0
+    shuffled = [mean_average_precision(q, d, ql, dl, ties="random", seed=seed) for seed in (1, 2)]
+    assert max(shuffled) < 1.0 and shuffled[0] != shuffled[1]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_radius_and_precision_at_n_against_brute_force(multi_label, backend):

@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hashbench.engine.runner import optimizer_step
+from hashbench.method import create_method
 from hashbench.models.centers import (
     gilbert_varshamov_distance,
     greedy_codebook,
@@ -81,12 +83,13 @@ def test_dpsh_loss_matches_loops(multi_label):
         quant = sum(((torch.sign(u[i].detach()) - u[i]) ** 2).sum() for i in range(4))
         return (total + 10 * quant) / 28
 
-    assert_same_value_and_grad(lambda u, m: dpsh_loss(u, m, s, 10.0)["loss"], slow, u, memory)
+    assert_same_value_and_grad(lambda u, m: dpsh_loss(codes=u, memory=m, similarity=s, eta=10.0)["loss"], slow, u,
+                               memory)
 
 
 def test_dpsh_is_finite_for_huge_inner_products():
     u = torch.full((3, 64), 100.0, requires_grad=True)
-    out = dpsh_loss(u, u.detach(), torch.zeros(3, 3), 10.0)["loss"]
+    out = dpsh_loss(codes=u, memory=u.detach(), similarity=torch.zeros(3, 3), eta=10.0)["loss"]
     out.backward()
     assert torch.isfinite(out) and torch.isfinite(u.grad).all()
 
@@ -94,33 +97,58 @@ def test_dpsh_is_finite_for_huge_inner_products():
 # --- HashNet -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_hashnet_loss_matches_loops(multi_label):
-    h = torch.tanh(torch.randn(6, 16))
-    y = labels_for(multi_label, 6, seed=3)
+@pytest.mark.parametrize("positive_weight", [1.0, 5.0])
+def test_hashnet_two_batch_loss_matches_reference_transcription(multi_label, positive_weight):
+    """The reference's ``pairwise_loss``: only pairs across the two batches, positives
+    weighted by class_num, the sum divided by the sum of the weights."""
+    h = torch.tanh(torch.randn(8, 16))
+    y = labels_for(multi_label, 8, seed=3)
     alpha = 10 / 16
-    s = [[shares(y[i], y[j]) for j in range(6)] for i in range(6)]
-    n_pos = sum(map(sum, s))
-    n_all = 36
-    w_pos, w_neg = n_all / n_pos, n_all / (n_all - n_pos)
 
     def slow(h):
         num, den = 0, 0
-        for i, j in itertools.product(range(6), range(6)):
-            ip = alpha * (h[i] * h[j]).sum()
-            w = w_pos if s[i][j] else w_neg
-            num = num + w * (torch.log1p(torch.exp(ip)) - s[i][j] * ip)
+        for i, j in itertools.product(range(4), range(4)):
+            s = shares(y[i], y[4 + j])
+            x = alpha * (h[i] * h[4 + j]).sum()
+            w = positive_weight if s else 1.0
+            num = num + w * (torch.log1p(torch.exp(x)) - s * x)
             den += w
         return num / den
 
-    assert_same_value_and_grad(lambda h: hashnet_loss(h, y, alpha), slow, h)
+    method = create_method("hashnet", feature_dim=3, bits=16, num_classes=4, num_train=8,
+                           positive_weight=positive_weight).double()
+    assert_same_value_and_grad(lambda h: method.loss(h, labels=y, index=None, step=0)["loss"], slow, h)
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_hashnet_balanced_weighting_matches_paper(multi_label):
+    """``weighting=balanced``: |S|/|S1| and |S|/|S0| weights, the sum divided by |S|."""
+    a, b = torch.tanh(torch.randn(5, 16)), torch.tanh(torch.randn(6, 16))
+    ya, yb = labels_for(multi_label, 5, seed=3), labels_for(multi_label, 6, seed=9)
+    s = [[shares(ya[i], yb[j]) for j in range(6)] for i in range(5)]
+    n_pos = sum(map(sum, s))
+    w_pos, w_neg = 30 / n_pos, 30 / (30 - n_pos)
+
+    def slow(a, b):
+        total = 0
+        for i, j in itertools.product(range(5), range(6)):
+            x = 0.5 * (a[i] * b[j]).sum()
+            total = total + (w_pos if s[i][j] else w_neg) * (torch.log1p(torch.exp(x)) - s[i][j] * x)
+        return total / 30
+
+    def fast(a, b):
+        return hashnet_loss(codes_a=a, codes_b=b, labels_a=ya, labels_b=yb, alpha=0.5, weighting="balanced")
+
+    assert_same_value_and_grad(fast, slow, a, b)
 
 
 def test_hashnet_large_inner_products_are_finite():
     h = torch.full((4, 32), 1.0, requires_grad=True)
     y = labels_for(False, 4)
-    out = hashnet_loss(h * 1e4, y, 10.0)
-    out.backward()
-    assert torch.isfinite(out) and torch.isfinite(h.grad).all()
+    for weighting in ("reference", "balanced"):
+        out = hashnet_loss(codes_a=h * 1e4, codes_b=h * 1e4, labels_a=y, labels_b=y, alpha=10.0, weighting=weighting)
+        out.backward()
+        assert torch.isfinite(out) and torch.isfinite(h.grad).all()
 
 
 def test_hashnet_continuation_schedule():
@@ -205,7 +233,8 @@ def test_orthohash_loss_matches_loops(multi_label):
         return total / 5
 
     assert_same_value_and_grad(
-        lambda u: orthohash_loss(u, codebook, y, scale=8, margin=0.3, quantization_weight=0)["loss"], slow, u)
+        lambda u: orthohash_loss(codes=u, codebook=codebook, labels=y, scale=8, margin=0.3,
+                                 quantization_weight=0)["loss"], slow, u)
 
 
 # --- centers and codebooks ---------------------------------------------------------------
@@ -335,6 +364,37 @@ def test_mlh_centers_meet_gv_distance():
         assert min_pairwise_distance(centers) >= gilbert_varshamov_distance(classes, bits)
 
 
+def test_mlh_alternate_schedule_moves_only_the_active_side():
+    """Each step updates the active branch's gate, the shared experts, never the inactive
+    gate, also once Adam has momentum for it (a zero gradient would still move it)."""
+    torch.manual_seed(0)
+    method = make_mlh(schedule="alternate")
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-2)
+    features, y = torch.randn(8, 12), labels_for(False, 8, classes=5)
+    for step in range(4):
+        before = {name: p.detach().clone() for name, p in method.named_parameters()}
+        optimizer_step(optimizer, method, method.loss(method(features), labels=y, index=None, step=step)["loss"],
+                       step)
+        moved = {name for name, p in method.named_parameters() if not torch.equal(p, before[name])}
+        active, inactive = ("center", "pairwise") if step % 2 == 0 else ("pairwise", "center")
+        assert any(name.startswith(f"gates.{active}.") for name in moved)
+        assert not any(name.startswith(f"gates.{inactive}.") for name in moved), (step, moved)
+        assert any(name.startswith("experts.") for name in moved)
+
+
+def test_mlh_joint_schedule_moves_both_sides_and_mutual_modes_agree():
+    """Under schedule=joint, mutual=detached and mutual=joint give the same gradients."""
+    features, y = torch.randn(8, 12), labels_for(True, 8, classes=5)
+    grads = []
+    for mutual in ("detached", "joint"):
+        torch.manual_seed(0)
+        method = make_mlh(mutual=mutual)
+        method.loss(method(features), labels=y, index=None, step=0)["loss"].backward()
+        grads.append([p.grad.clone() for p in method.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_mlh_alternate_schedule_selects_sides():
     method = make_mlh(schedule="alternate")
     out = method(torch.randn(6, 12))
@@ -346,9 +406,46 @@ def test_mlh_alternate_schedule_selects_sides():
     assert odd["loss"].item() == pytest.approx(odd["pairwise"].item() + to_center)
 
 
+def count_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("name", ["dpsh", "hashnet", "csq", "orthohash", "mlh"])
+def test_head_option_sets_capacity(name):
+    """``head=mlp`` adds CSQ's reference trunk (two d x d layers) to any method; CSQ has it
+    by default, the others have a linear head by default."""
+    d, bits = 12, 16
+    kwargs = {"feature_dim": d, "bits": bits, "num_classes": 5, "num_train": 10}
+    default = create_method(name, **kwargs)
+    linear = create_method(name, **kwargs, head="linear")
+    mlp = create_method(name, **kwargs, head="mlp")
+    assert count_params(mlp) - count_params(linear) == 2 * (d * d + d)
+    expected_default = mlp if name == "csq" else linear
+    assert count_params(default) == count_params(expected_default)
+
+
+def test_csq_reference_head_shape():
+    d, bits = 20, 32
+    method = create_method("csq", feature_dim=d, bits=bits, num_classes=10, num_train=1)
+    assert count_params(method) == 2 * (d * d + d) + d * bits + bits
+    dropouts = [m for m in method.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == 1 and dropouts[0].p == 0.5
+
+
+def test_orthohash_codebook_follows_the_run_seed():
+    kwargs = {"feature_dim": 8, "bits": 32, "num_classes": 10, "num_train": 1}
+    seed0 = create_method("orthohash", **kwargs, seed=0).codebook
+    seed1 = create_method("orthohash", **kwargs, seed=1).codebook
+    assert not torch.equal(seed0, seed1)
+    assert torch.equal(seed0, create_method("orthohash", **kwargs, seed=0).codebook)
+    fixed = [create_method("orthohash", **kwargs, seed=s, codebook_seed=7).codebook for s in (0, 1)]
+    assert torch.equal(*fixed)
+
+
 def test_orthohash_is_finite_for_extreme_codes():
     codebook = torch.randn(4, 16).sign()
     u = (torch.randn(3, 16) * 1e6).requires_grad_(True)
-    out = orthohash_loss(u, codebook, labels_for(True, 3, seed=8), scale=8, margin=0.2, quantization_weight=1.0)
+    out = orthohash_loss(codes=u, codebook=codebook, labels=labels_for(True, 3, seed=8), scale=8, margin=0.2,
+                         quantization_weight=1.0)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and torch.isfinite(u.grad).all()

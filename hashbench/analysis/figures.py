@@ -19,7 +19,7 @@ import pandas as pd
 import seaborn as sns
 
 from hashbench.eval import RetrievalResult, evaluate
-from hashbench.results import load_codes
+from hashbench.results import load_codes, slug
 
 #: Database items drawn (seeded) for t-SNE and for the pair-distance histograms.
 TSNE_POINTS = 1000
@@ -34,6 +34,9 @@ def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, floa
 
 
 def _save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
+    """``<stem>.png`` and ``.pdf``; ``stem`` goes through :func:`hashbench.results.slug`, as it
+    holds dataset names such as ``listfile:/data/x``."""
+    stem = slug(stem)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.png", folder / f"{stem}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight", metadata={"Software": None})
@@ -112,8 +115,7 @@ def pair_distances(codes: Codes) -> tuple[np.ndarray, np.ndarray, int]:
 
 def code_distribution_figure(codes_by_method: dict[str, Codes], colours: dict, title: str) -> plt.Figure:
     """In the spirit of the MLH paper's Fig. 5: same-class vs different-class distance histograms."""
-    order = [m for m in ("mlh-center", "mlh-pairwise", "mlh") if m in codes_by_method] + sorted(
-        m for m in codes_by_method if m not in ("mlh-center", "mlh-pairwise", "mlh"))
+    order = sorted(codes_by_method)
     columns = min(5, len(order))
     rows = -(-len(order) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.4 * rows + 0.4), sharey=True, squeeze=False)
@@ -154,7 +156,11 @@ def training_curves_figure(records: list[dict], colours: dict, title: str) -> pl
 
 def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, tsne_bits: int | None = None
                   ) -> list[Path]:
-    """Every figure for the finished runs in ``records`` (``raw`` maps run path -> record)."""
+    """Every figure for the finished runs in ``records`` (``raw`` maps run path -> record).
+
+    Curves are keyed by method, so ``records`` should hold one variant grid: the report passes
+    the untagged runs only.
+    """
     _style()
     folder = out / "figures"
     done = records[records["status"] == "done"]
@@ -165,15 +171,16 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, tsne_b
     for (dataset, bits), runs in done.groupby(["dataset", "bits"], sort=True):
         codes_of = {path: load_codes(Path(path)) for path in runs["path"]}  # each file read once
         curves = curves_by_method(runs, codes_of)
-        tag = f"{dataset}, {bits} bits"
-        written += _save(pr_figure(curves, colours, f"PR by Hamming radius ({tag})"), folder, f"pr_{dataset}_{bits}")
-        written += _save(precision_at_n_figure(curves, colours, f"Precision@N ({tag})"), folder,
+        where = f"{dataset}, {bits} bits"
+        written += _save(pr_figure(curves, colours, f"PR by Hamming radius ({where})"), folder,
+                         f"pr_{dataset}_{bits}")
+        written += _save(precision_at_n_figure(curves, colours, f"Precision@N ({where})"), folder,
                          f"precision_at_n_{dataset}_{bits}")
         first = {row.method: codes_of[row.path]
                  for row in runs.sort_values("seed").drop_duplicates("method").itertuples()}
-        written += _save(code_distribution_figure(first, colours, f"Code distances ({tag})"), folder,
+        written += _save(code_distribution_figure(first, colours, f"Code distances ({where})"), folder,
                          f"code_distribution_{dataset}_{bits}")
-        curves_fig = training_curves_figure([raw[p] for p in runs["path"]], colours, f"Training loss ({tag})")
+        curves_fig = training_curves_figure([raw[p] for p in runs["path"]], colours, f"Training loss ({where})")
         if curves_fig is not None:
             written += _save(curves_fig, folder, f"training_{dataset}_{bits}")
         if bits == tsne_at[dataset]:

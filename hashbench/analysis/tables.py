@@ -2,7 +2,8 @@
 
 One row per method; column groups dataset x bits; each cell is mean +/- std over seeds with
 the number of seeds; the best cell of a column in bold, the second best underlined. Runs
-that failed or never finished are shown as such, never dropped.
+that failed or never finished are shown as such, never dropped. A table shows mAP@K under
+one rule for ties at equal Hamming distance (see :data:`TIE_RULES`), and says which.
 """
 
 from __future__ import annotations
@@ -13,6 +14,21 @@ import numpy as np
 import pandas as pd
 
 LONG_COLUMNS = ["method", "dataset", "bits", "seed", "metric", "value"]
+
+
+@dataclass(frozen=True)
+class TieRule:
+    column: str  # the normalised column of hashbench.results.records_frame
+    metric: str  # the record's metric name, with K for "{k}"
+    description: str
+
+
+#: ``expected`` is independent of database order, so it is the default; ``index`` is the literature's figure.
+TIE_RULES = {
+    "expected": TieRule("map_expected", "map_expected@{k}",
+                        "ties at equal Hamming distance: expectation over random orders"),
+    "index": TieRule("map_index", "map@{k}", "ties at equal Hamming distance: broken by database index"),
+}
 
 
 def long_form(records: pd.DataFrame) -> pd.DataFrame:
@@ -44,8 +60,10 @@ class MapTable:
     captions: list[str]
 
 
-def map_table(records: pd.DataFrame, methods: list[str] | None = None) -> MapTable:
-    """Summarise the ``map`` metric of ``records`` (a :func:`hashbench.results.load_records` frame)."""
+def map_table(records: pd.DataFrame, methods: list[str] | None = None, ties: str = "expected") -> MapTable:
+    """Summarise mAP@K under the tie rule ``ties`` (a key of :data:`TIE_RULES`) of ``records``,
+    a :func:`hashbench.results.load_records` frame."""
+    rule = TIE_RULES[ties]
     if methods is not None:
         records = records[records["method"].isin(methods)]
     methods = methods or sorted(records["method"].unique())
@@ -56,10 +74,13 @@ def map_table(records: pd.DataFrame, methods: list[str] | None = None) -> MapTab
         for dataset, bits in columns:
             rows = records[(records["method"] == method) & (records["dataset"] == dataset) & (records["bits"] == bits)]
             done = rows[rows["status"] == "done"]
-            values = done["metric.map"].to_numpy(dtype=float) if "metric.map" in done else np.array([])
+            values = done[rule.column].to_numpy(dtype=float)
+            missing = int(np.isnan(values).sum())  # e.g. a schema-1 record, which stores one tie rule
+            values = values[~np.isnan(values)]
             failed = int((rows["status"] == "failed").sum())
             other = len(rows) - len(done) - failed
-            note = ", ".join(f"{n} {what}" for n, what in ((failed, "failed"), (other, "unfinished")) if n)
+            note = ", ".join(f"{n} {what}" for n, what in (
+                (failed, "failed"), (other, "unfinished"), (missing, f"without {rule.metric.format(k='K')}")) if n)
             cells[(method, dataset, bits)] = Cell(
                 mean=float(values.mean()) if len(values) else None,
                 std=float(values.std(ddof=1)) if len(values) > 1 else None,
@@ -71,7 +92,7 @@ def map_table(records: pd.DataFrame, methods: list[str] | None = None) -> MapTab
             if rank == 2 and len(ranked) < 3:
                 continue  # with two methods, "second best" is just "worst"
             cells[(method, dataset, bits)].rank = rank
-    captions = []
+    captions = [f"mAP@K, {rule.description} (`{rule.metric.format(k='K')}`)"]
     for dataset in sorted({d for d, _ in columns}):
         sub = records[(records["dataset"] == dataset) & (records["status"] == "done")]
         ks = sorted({int(k) for k in sub["topk"].dropna()})

@@ -4,23 +4,29 @@ A claim is ``claim.json`` in the run's folder, created with ``O_CREAT | O_EXCL``
 on local and NFSv3+ file systems) and holding its owner (host, pid, start time). While
 the run trains, a thread touches the file every ``HEARTBEAT_S`` seconds. A claim whose
 owner is a dead process on this host, or whose heartbeat is older than ``STALE_S``, is
-stale: it is taken over by renaming it away (only one taker's rename succeeds) and
-claiming afresh.
+stale. Taking one over is check-and-replace, so it happens under an exclusive
+``flock`` on ``claim.lock`` beside it: a second taker waits, re-checks, and finds the
+first taker's fresh claim live. The lock file is never removed (removing it would let two
+processes lock two different files).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 CLAIM = "claim.json"
+TAKEOVER_LOCK = "claim.lock"
 HEARTBEAT_S = 10.0
 STALE_S = 120.0
+TORN_GRACE_S = 5.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -36,14 +42,36 @@ def _pid_alive(pid: int) -> bool:
 def _is_stale(path: Path) -> bool:
     try:
         age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # cannot inspect it: respect it rather than risk two owners
+    try:
         owner = json.loads(path.read_text())
     except FileNotFoundError:
         return True
     except (OSError, ValueError):
-        return age > 5.0  # being written right now, or torn long ago
-    if owner.get("host") == socket.gethostname() and not _pid_alive(int(owner.get("pid", -1))):
+        return age > TORN_GRACE_S  # being written right now, or torn long ago
+    if not isinstance(owner, dict):
+        return age > TORN_GRACE_S
+    try:
+        pid = int(owner.get("pid", -1))
+    except (TypeError, ValueError):
+        pid = -1
+    if pid > 0 and owner.get("host") == socket.gethostname() and not _pid_alive(pid):
         return True
     return age > STALE_S
+
+
+@contextlib.contextmanager
+def _takeover_lock(folder: Path) -> Iterator[None]:
+    """Serialise stale-claim takeovers of one run folder across processes."""
+    fd = os.open(folder / TAKEOVER_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 class Claim:
@@ -66,13 +94,22 @@ class Claim:
             json.dump({"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}, handle)
         return True
 
+    def _take_over_if_stale(self) -> None:
+        with _takeover_lock(self.path.parent):
+            if not _is_stale(self.path):
+                return
+            try:
+                self.path.unlink()
+                replaced = True
+            except FileNotFoundError:  # its owner released it meanwhile
+                replaced = False
+            self.acquired = self._try_create()
+            self.recovered = self.acquired and replaced
+
     def __enter__(self) -> Claim:
         self.acquired = self._try_create()
-        if not self.acquired and _is_stale(self.path):
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(self.path, self.path.with_name(f"{CLAIM}.stale-{os.getpid()}"))
-                os.unlink(self.path.with_name(f"{CLAIM}.stale-{os.getpid()}"))
-            self.acquired = self.recovered = self._try_create()
+        if not self.acquired:
+            self._take_over_if_stale()
         if self.acquired:
             self._thread = threading.Thread(target=self._heartbeat, daemon=True)
             self._thread.start()

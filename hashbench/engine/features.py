@@ -1,12 +1,14 @@
 """Frozen-backbone features, computed once and cached on disk.
 
 The key covers everything that changes the features: the dataset's source (with its
-content fingerprint) and size, the backbone, its weights, the image size and the
-normalisation. A file whose key or checksum does not match is rebuilt, never used.
+content fingerprint) and size, the backbone, its weights (a local weights file by the
+sha256 of its content, so any path to the same file hits the cache), the image size and
+the normalisation. A file whose key or checksum does not match is rebuilt, never used.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 from hashbench.data.datasets import HashingDataset
 from hashbench.data.images import ImageTransform, iterate_batches
 from hashbench.data.sources import cache_dir
+from hashbench.engine.progress import progress as progress_bar
 from hashbench.models.backbones import Backbone
 from hashbench.storage import atomic_write
 
@@ -29,13 +32,38 @@ def needed_items(dataset: HashingDataset) -> np.ndarray:
     return np.unique(np.concatenate([split.train, split.query, split.database]))
 
 
+@functools.lru_cache(maxsize=64)
+def _file_sha256(resolved_path: str, mtime_ns: int, size: int) -> str:
+    """Hash a file once per process; mtime and size in the cache key catch a rewritten file."""
+    digest = hashlib.sha256()
+    with open(resolved_path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, the same whichever path names it."""
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return _file_sha256(str(resolved), stat.st_mtime_ns, stat.st_size)
+
+
+def weights_identity(backbone: Backbone) -> str | None:
+    """The weights in a feature key: a local file by its content; a torchvision name (or
+    none) as recorded, so keys of existing caches stay the same."""
+    if backbone.weights_file is None:
+        return backbone.weights
+    return f"sha256:{file_sha256(backbone.weights_file)}"
+
+
 def feature_key(dataset: HashingDataset, backbone_name: str, backbone: Backbone, transform: ImageTransform) -> str:
     spec = {
         "version": FEATURES_VERSION,
         "source": dataset.source,
         "items": hashlib.sha256(needed_items(dataset).tobytes()).hexdigest()[:16],
         "backbone": backbone_name,
-        "weights": backbone.weights,
+        "weights": weights_identity(backbone),
         "image_size": transform.image_size,
         "mean": list(transform.mean),
         "std": list(transform.std),
@@ -68,9 +96,11 @@ def cached_features(
     batch_size: int = 256,
     num_workers: int = 0,
     folder: Path | None = None,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, bool]:
     """Features (CPU float32, (N, D), N = all images of the dataset; rows the protocol does
-    not use stay zero) and whether they came from the cache."""
+    not use stay zero) and whether they came from the cache. ``progress`` reports the
+    extraction (images/s, ETA) on stderr."""
     key = feature_key(dataset, backbone_name, backbone, transform)
     path = (folder or cache_dir()) / f"features-{key}.pt"
     if path.exists() and (features := _load_valid(path, key)) is not None:
@@ -78,11 +108,14 @@ def cached_features(
     module = backbone.module.to(device, memory_format=torch.channels_last).eval()
     items = needed_items(dataset)
     chunks = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    bar = progress_bar(len(items), desc=f"features {backbone_name}", unit="img", enabled=progress)
+    with (bar, torch.inference_mode(),
+          torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")):
         for images, _ in iterate_batches(dataset.images, items, batch_size=batch_size, device=device,
                                          num_workers=num_workers):
             x = transform(images, train=False).contiguous(memory_format=torch.channels_last)
             chunks.append(module(x).float().cpu())
+            bar.update(len(images))
     features = torch.zeros(len(dataset.labels), backbone.feature_dim)
     features[torch.as_tensor(items)] = torch.cat(chunks)
     with atomic_write(path, "wb") as handle:

@@ -17,7 +17,7 @@ from pathlib import Path
 from hashbench.config import RunConfig
 from hashbench.data.datasets import LoadOptions, load_dataset
 from hashbench.engine.runner import RunOutcome, execute
-from hashbench.results import read_record, run_dir
+from hashbench.results import read_record
 from hashbench.validation import HashbenchError
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -48,8 +48,7 @@ def submit(configs: Iterable[RunConfig], results_root: Path, *, launcher: str, o
         import submitit
     except ImportError:
         raise HashbenchError("launcher slurm needs submitit: pip install 'hashbench[cluster]'") from None
-    pending = [c for c in configs if force or (read_record(run_dir(results_root, c.dataset, c.method, c.bits, c.seed))
-                                               or {}).get("status") != "done"]
+    pending = [c for c in configs if force or (read_record(c.folder(results_root)) or {}).get("status") != "done"]
     if not pending:
         return []
     executor = submitit.AutoExecutor(folder=results_root / ".submitit",
@@ -66,8 +65,7 @@ def submit(configs: Iterable[RunConfig], results_root: Path, *, launcher: str, o
         try:
             outcome = job.result()
         except Exception as err:  # the job died (killed, out of memory, node failure)
-            outcome = RunOutcome(config, run_dir(results_root, config.dataset, config.method, config.bits,
-                                                 config.seed), "failed", reason=f"job {job.job_id}: {err}")
+            outcome = RunOutcome(config, config.folder(results_root), "failed", reason=f"job {job.job_id}: {err}")
         outcome.record = read_record(outcome.folder)
         report(config, outcome)
         outcomes.append(outcome)

@@ -1,10 +1,12 @@
 """The one training loop, shared by every method.
 
-``execute`` runs one configuration into its folder of the results store: resume from a
-checkpoint when there is one, train for the configured epochs (the last epoch is reported:
-selecting an epoch on the queries would leak test data), encode queries and database,
-evaluate, and write the record and codes atomically. A failure of the run is recorded,
-not raised, so a grid (run by the CLI here or as submitit jobs, ``launch.py``) goes on.
+``execute`` runs one configuration into its folder of the results store, in four steps:
+``build`` (backbone, features or images, method, optimizer; resume from a checkpoint
+when there is one), ``fit`` (the configured epochs; the last epoch is reported: selecting
+an epoch on the queries would leak test data), ``evaluate`` (encode queries and database,
+every metric, the codes saved) and ``make_record`` (one builder for finished and failed
+runs), written atomically. Any failure of a run is recorded, not raised, so a grid (run by
+the CLI here or as submitit jobs, ``launch.py``) goes on.
 
 Determinism: the batch order and augmentation of epoch e come from generators seeded by
 (seed, e) alone, so a run resumed at an epoch boundary replays exactly the batches an
@@ -16,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from hashbench.config import RunConfig
 from hashbench.data.datasets import HashingDataset
@@ -34,8 +36,9 @@ from hashbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from hashbench.engine.claims import CLAIM, Claim
 from hashbench.engine.distributed import World, broadcast, gather_rows, gather_with_grad, world
 from hashbench.engine.features import cached_features
-from hashbench.eval import evaluate
-from hashbench.method import HashMethod
+from hashbench.engine.progress import progress
+from hashbench.eval import evaluate, mean_average_precision
+from hashbench.method import HashMethod, create_method
 from hashbench.models.backbones import Backbone, build_backbone
 from hashbench.registry import METHODS
 from hashbench.results import (
@@ -44,7 +47,6 @@ from hashbench.results import (
     SCHEMA_VERSION,
     archive_previous,
     read_record,
-    run_dir,
     save_codes,
     versions,
     write_record,
@@ -161,25 +163,57 @@ class RunLog:
             handle.write(f"{stamp} {message}\n")
 
 
-def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset) -> dict[str, Any] | None:
-    """Train one configuration and return its record (status ``done``; None on ranks other than 0)."""
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class TrainingRun:
+    """Everything one run is made of, built once from its config by :func:`build`."""
+
+    config: RunConfig
+    folder: Path
+    dataset: HashingDataset
+    ranks: World
+    device: torch.device
+    backbone: Backbone
+    transform: ImageTransform
+    encoder: Encoder
+    method: HashMethod
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    train_labels: torch.Tensor
+    log: Callable[[str], None]
+    model: nn.Module
+    timing: dict[str, Any] = field(default_factory=dict)
+    start_epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    images_seen: int = 0
+
+
+def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingRun:
+    """Backbone, inputs (cached features or images), method, optimizer and scheduler;
+    restored from the run's checkpoint when there is one."""
     ranks = world()
     log = RunLog(folder) if ranks.is_main else (lambda message: None)
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    timing: dict[str, Any] = {"started_at": _now(), "features_s": 0.0}
     device = resolve_device(config.device)
     if ranks.active and device.type == "cuda":
         device = torch.device("cuda", ranks.local_rank)
     if config.batch_size % ranks.size:
         raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; got {config.batch_size}")
     torch.manual_seed(config.seed)
-    method_cls = METHODS.get(config.method)
     backbone = build_backbone(config.backbone, config.weights, config.weights_path)
-    transform = ImageTransform(config.image_size or backbone.image_size, backbone.mean, backbone.std)
-    timing: dict[str, Any] = {"started_at": started, "features_s": 0.0}
+    transform = ImageTransform(config.image_size or backbone.image_size, backbone.mean, backbone.std, config.augment)
+    if ranks.is_main:
+        log(f"{config.method} on {config.dataset}, {config.bits} bits, seed {config.seed}: backbone "
+            f"{config.backbone} ({backbone.weights}), {transform.image_size} px, "
+            f"{'frozen (cached features)' if config.frozen_backbone else 'fine-tuned, augment ' + config.augment}")
     if config.frozen_backbone:
         t0 = time.perf_counter()
         source, from_cache = cached_features(dataset, config.backbone, backbone, transform, device=device,
-                                             num_workers=config.num_workers)
+                                             num_workers=config.num_workers, progress=config.progress)
         if config.standardize_features:
             train_rows = source[torch.as_tensor(dataset.split.train)]
             source = (source - train_rows.mean(0)) / (train_rows.std(0) + 1e-6)
@@ -191,120 +225,173 @@ def train_and_evaluate(config: RunConfig, folder: Path, dataset: HashingDataset)
                       num_workers=config.num_workers).to(device)
     split = dataset.split
     torch.manual_seed(config.seed)  # the head's init must not depend on whether features came from the cache
-    method: HashMethod = method_cls(feature_dim=backbone.feature_dim, bits=config.bits,
-                                    num_classes=dataset.num_classes, num_train=len(split.train), **config.hparams)
-    method.to(device)
+    method = create_method(config.method, feature_dim=backbone.feature_dim, bits=config.bits,
+                           num_classes=dataset.num_classes, num_train=len(split.train), seed=config.seed,
+                           **config.hparams).to(device)
     train_labels = dataset.labels[torch.as_tensor(split.train)].to(device)
     method.on_fit_start(train_labels)
     optimizer = build_optimizer(config, encoder, method)
     scheduler = build_scheduler(config, optimizer)
-
+    run = TrainingRun(config=config, folder=folder, dataset=dataset, ranks=ranks, device=device, backbone=backbone,
+                      transform=transform, encoder=encoder, method=method, optimizer=optimizer, scheduler=scheduler,
+                      train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing)
     checkpoint = folder / CHECKPOINT
-    start_epoch, step, history = 0, 0, []
     if checkpoint.exists():
         state = load_checkpoint(checkpoint, config.fingerprint())
         encoder.load_state_dict(state["encoder"])
         method.load_state_dict(state["method"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, step, history = state["epoch"], state["step"], state["history"]
-        log(f"resumed from {checkpoint} at epoch {start_epoch}")
-
-    model = Model(encoder, method)
+        run.start_epoch, run.step, run.history = state["epoch"], state["step"], state["history"]
+        log(f"resumed from {checkpoint} at epoch {run.start_epoch}")
     if ranks.active:  # method state (memories, centers) is updated alike on every rank: no buffer broadcast
         ddp = torch.nn.parallel.DistributedDataParallel
         no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
                           else {"broadcast_buffers": False})
-        model = ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
+        run.model = ddp(run.model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
     log(f"config {config.as_dict()}")
-    train_s, images_seen = 0.0, 0
-    bar = tqdm(total=config.epochs, initial=start_epoch, desc=f"{config.method} {config.dataset} "
-               f"{config.bits}b s{config.seed}", disable=not config.progress, leave=False, unit="ep")
+    return run
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, method: HashMethod, loss: torch.Tensor, step: int) -> None:
+    """Backward and one optimizer step; the method's inactive parameters get no gradient,
+    so the optimizer leaves them, and their momentum state, alone (a zero gradient would
+    not: Adam moves a parameter with a zero gradient by its running averages)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    for parameter in method.inactive_parameters(step):
+        parameter.grad = None
+    optimizer.step()
+
+
+def _train_epoch(run: TrainingRun, epoch: int) -> dict[str, float]:
+    """One epoch of optimizer steps; the mean of each loss term over its batches."""
+    config, method = run.config, run.method
+    generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
+    torch.manual_seed(_epoch_seed(config.seed, epoch))
+    run.encoder.train(not config.frozen_backbone)
+    method.train()
+    sums: dict[str, float] = {}
+    batches = 0
+    split = run.dataset.split
     drop_last = len(split.train) > config.batch_size  # a last batch of one would break BatchNorm
-    for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
-        generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch))
-        torch.manual_seed(_epoch_seed(config.seed, epoch))
-        encoder.train(not config.frozen_backbone)
-        method.train()
-        sums: dict[str, float] = {}
-        batches = 0
-        for inputs, positions in encoder.batches(split.train, batch_size=config.batch_size, shuffle=True,
+    for inputs, positions in run.encoder.batches(split.train, batch_size=config.batch_size, shuffle=True,
                                                  generator=generator, drop_last=drop_last,
-                                                 shard=(ranks.rank, ranks.size)):
-            method.on_step_start(step)
-            output = model(inputs, generator)
-            index = positions.to(device)
-            if ranks.active:  # the loss sees the global batch (see hashbench.engine.distributed)
-                output, index = gather_with_grad(output), gather_with_grad(index)
-            losses = method.loss(output, labels=train_labels[index], index=index, step=step)
-            total = losses["loss"]
-            if not torch.isfinite(total):
-                raise NonFiniteLossError(f"non-finite loss {total.item()} at step {step} (epoch {epoch})")
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-            step += 1
-            batches += 1
-            images_seen += len(index)
-        scheduler.step()
+                                                 shard=(run.ranks.rank, run.ranks.size)):
+        method.on_step_start(run.step)
+        output = run.model(inputs, generator)
+        index = positions.to(run.device)
+        if run.ranks.active:  # the loss sees the global batch (see hashbench.engine.distributed)
+            output, index = gather_with_grad(output), gather_with_grad(index)
+        losses = method.loss(output, labels=run.train_labels[index], index=index, step=run.step)
+        total = losses["loss"]
+        if not torch.isfinite(total):
+            raise NonFiniteLossError(f"non-finite loss {total.item()} at step {run.step} (epoch {epoch})")
+        optimizer_step(run.optimizer, method, total, run.step)
+        for name, value in losses.items():
+            sums[name] = sums.get(name, 0.0) + float(value.detach())
+        run.step += 1
+        batches += 1
+        run.images_seen += len(index)
+    return {name: total / max(batches, 1) for name, total in sums.items()}
+
+
+def fit(run: TrainingRun) -> None:
+    """Train from ``run.start_epoch`` to the configured epochs, a checkpoint after each."""
+    config = run.config
+    train_s = 0.0
+    bar = progress(config.epochs, desc=f"{config.method} {config.dataset} {config.bits}b s{config.seed}", unit="ep",
+                   initial=run.start_epoch, enabled=config.progress and run.ranks.is_main)
+    for epoch in range(run.start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        means = _train_epoch(run, epoch)
+        run.scheduler.step()
         seconds = time.perf_counter() - t0
         train_s += seconds
-        entry = {"epoch": epoch + 1, "seconds": seconds, "lr": optimizer.param_groups[0]["lr"],
-                 **{name: total / max(batches, 1) for name, total in sums.items()}}
-        history.append(entry)
-        log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
-        if ranks.is_main:
-            save_checkpoint(checkpoint, {
-                "fingerprint": config.fingerprint(), "epoch": epoch + 1, "step": step, "history": history,
-                "encoder": encoder.state_dict(), "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        entry = {"epoch": epoch + 1, "seconds": seconds, "lr": run.optimizer.param_groups[0]["lr"], **means}
+        run.history.append(entry)
+        run.log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
+        if run.ranks.is_main:
+            save_checkpoint(run.folder / CHECKPOINT, {
+                "fingerprint": config.fingerprint(), "epoch": epoch + 1, "step": run.step, "history": run.history,
+                "encoder": run.encoder.state_dict(), "method": run.method.state_dict(),
+                "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
             })
         bar.set_postfix(loss=f"{entry.get('loss', float('nan')):.4f}",
-                        img_s=f"{images_seen / max(train_s, 1e-9):.0f}")
+                        img_s=f"{run.images_seen / max(train_s, 1e-9):.0f}")
         bar.update(1)
     bar.close()
+    run.timing.update(train_s=train_s, train_images_per_s=run.images_seen / train_s if train_s > 0 else None)
 
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    curves: dict[str, Any]
+
+
+def evaluate_run(run: TrainingRun) -> Evaluation | None:
+    """Encode queries and database, compute every metric and save the codes (None on
+    ranks other than 0). Both mAP figures are recorded: ``map@K`` with ties at equal
+    Hamming distance broken by database index (the literature's figure) and
+    ``map_expected@K``, its expectation over random orders within ties (independent of
+    the database's order, the figure the report shows first)."""
+    split, dataset = run.dataset.split, run.dataset
     t0 = time.perf_counter()
-    query_codes = encode(encoder, method, split.query, ranks)
-    db_codes = encode(encoder, method, split.database, ranks)
-    encode_s = time.perf_counter() - t0
-    if not ranks.is_main:
+    query_codes = encode(run.encoder, run.method, split.query, run.ranks)
+    db_codes = encode(run.encoder, run.method, split.database, run.ranks)
+    run.timing["encode_s"] = time.perf_counter() - t0
+    if not run.ranks.is_main:
         return None
-    topk = config.topk or dataset.topk
+    topk = run.config.topk or dataset.topk or len(split.database)
     query_labels = dataset.labels[torch.as_tensor(split.query)].numpy() > 0
     db_labels = dataset.labels[torch.as_tensor(split.database)].numpy() > 0
     t0 = time.perf_counter()
-    result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties=config.ties)
-    eval_s = time.perf_counter() - t0
-    metrics = {"map": result.maps[topk], "topk": topk or len(split.database), **result.as_dict()}
-    log(f"mAP@{metrics['topk']} = {metrics['map']:.4f}")
-    save_codes(folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
+    result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties="index")
+    expected = mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
+    run.timing["eval_s"] = time.perf_counter() - t0
+    metrics = {**result.as_dict(), f"map_expected@{topk}": expected, "topk": topk}
+    run.log(f"mAP@{topk} = {metrics[f'map@{topk}']:.4f} (ties by index), {expected:.4f} (expected over tie orders)")
+    save_codes(run.folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
                database_labels=db_labels, query_index=split.query, database_index=split.database,
                train_index=split.train)
-    timing.update(train_s=train_s, encode_s=encode_s, eval_s=eval_s,
-                  train_images_per_s=images_seen / train_s if train_s > 0 else None,
-                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    return {
+    return Evaluation(metrics, {"radius_precision": result.radius_precision, "radius_recall": result.radius_recall})
+
+
+def make_record(config: RunConfig, *, status: str, reason: str | None = None, run: TrainingRun | None = None,
+                evaluation: Evaluation | None = None, timing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's record, for a finished (``done``) or a ``failed`` run alike."""
+    method_cls = METHODS.get(config.method)
+    record: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "method": config.method,
+        "tag": config.tag,
+        "method_info": {"ablation_of": method_cls.ablation_of, "supervised": method_cls.supervised},
         "dataset": config.dataset,
         "bits": config.bits,
         "seed": config.seed,
-        "protocol": {**dataset.protocol(), "topk": metrics["topk"]},
-        "backbone": {"name": config.backbone, "weights": backbone.weights, "image_size": transform.image_size,
-                     "frozen": config.frozen_backbone, "feature_dim": backbone.feature_dim},
         "config": config.as_dict(),
-        "metrics": metrics,
-        "curves": {"radius_precision": result.radius_precision, "radius_recall": result.radius_recall},
-        "history": history,
-        "timing": timing,
-        "device": str(device),
+        "fingerprint": config.fingerprint(),
+        "status": status,
         "versions": versions(),
-        "status": "done",
+        "timing": {**(timing or {}), "finished_at": _now()},
     }
+    if reason is not None:
+        record["reason"] = reason
+    if run is not None:
+        record.update(
+            protocol=run.dataset.protocol(),
+            backbone={"name": config.backbone, "weights": run.backbone.weights,
+                      "image_size": run.transform.image_size, "frozen": config.frozen_backbone,
+                      "feature_dim": run.backbone.feature_dim, "augment": config.augment},
+            history=run.history,
+            device=str(run.device),
+            world_size=run.ranks.size,
+        )
+    if evaluation is not None:
+        record["protocol"]["topk"] = evaluation.metrics["topk"]
+        record.update(metrics=evaluation.metrics, curves=evaluation.curves)
+    return record
 
 
 @dataclass
@@ -316,11 +403,41 @@ class RunOutcome:
     reason: str | None = None
 
 
+def _train_and_record(config: RunConfig, folder: Path, dataset: HashingDataset) -> RunOutcome:
+    """build -> fit -> evaluate -> record; any failure is recorded as ``failed`` with a
+    one-line reason (the traceback of an unexpected error goes to ``log.txt``)."""
+    ranks = world()
+    run: TrainingRun | None = None
+    try:
+        run = build(config, folder, dataset)
+        fit(run)
+        evaluation = evaluate_run(run)
+    except Exception as err:  # a failed run must not stop the grid
+        expected = isinstance(err, HashbenchError)
+        first_line = (str(err).splitlines() or [""])[0]
+        reason = first_line if expected else f"{type(err).__name__}: {first_line}"
+        if ranks.is_main:
+            log = RunLog(folder)
+            log(f"failed: {reason}")
+            if not expected:
+                log(traceback.format_exc())
+            write_record(folder, make_record(config, status="failed", reason=reason, run=run,
+                                             timing=run.timing if run else None))
+        return RunOutcome(config, folder, "failed", reason=reason)
+    if not ranks.is_main:
+        return RunOutcome(config, folder, "done")
+    record = make_record(config, status="done", run=run, evaluation=evaluation, timing=run.timing)
+    write_record(folder, record)
+    if not config.keep_checkpoint:
+        (folder / CHECKPOINT).unlink(missing_ok=True)
+    return RunOutcome(config, folder, "done", record)
+
+
 def execute(config: RunConfig, results_root: Path, dataset: HashingDataset, *, force: bool = False) -> RunOutcome:
     """Run one configuration unless its record says it is done (``force`` reruns it,
     archiving the old record and dropping any checkpoint) or another process holds its
     claim (status ``busy``)."""
-    folder = run_dir(results_root, config.dataset, config.method, config.bits, config.seed)
+    folder = config.folder(results_root)
     existing = read_record(folder)
     if existing is not None and existing.get("status") == "done" and not force:
         return RunOutcome(config, folder, "skipped", existing)
@@ -342,24 +459,7 @@ def execute(config: RunConfig, results_root: Path, dataset: HashingDataset, *, f
                 (folder / CHECKPOINT).unlink()
         if ranks.active:
             broadcast(None)  # the others wait until rank 0 has cleared the folder
-        try:
-            record = train_and_evaluate(config, folder, dataset)
-        except HashbenchError as err:
-            reason = str(err)
-            if ranks.is_main:
-                RunLog(folder)(f"failed: {reason}")
-                write_record(folder, {
-                    "schema": SCHEMA_VERSION, "method": config.method, "dataset": config.dataset,
-                    "bits": config.bits, "seed": config.seed, "config": config.as_dict(), "status": "failed",
-                    "reason": reason, "versions": versions(),
-                    "timing": {"finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
-                })
-            return RunOutcome(config, folder, "failed", reason=reason)
-        if ranks.is_main:
-            record["world_size"] = ranks.size
-            write_record(folder, record)
-            if not config.keep_checkpoint:
-                (folder / CHECKPOINT).unlink(missing_ok=True)
+        outcome = _train_and_record(config, folder, dataset)
         if ranks.active:
-            record = broadcast(record)
-        return RunOutcome(config, folder, "done", record)
+            outcome.record = broadcast(outcome.record)
+        return outcome

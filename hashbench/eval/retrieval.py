@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -252,7 +252,6 @@ class RetrievalResult:
     cutoffs: np.ndarray  # N values of the precision@N / recall@N curves
     precision_at: np.ndarray
     recall_at: np.ndarray
-    per_query_ap: dict[int | None, np.ndarray] = field(repr=False)
 
     def as_dict(self) -> dict[str, float]:
         """Flat ``{name: value}``: ``map@K`` per K, ``precision@r2`` and ``recall@r2``."""
@@ -335,7 +334,6 @@ def evaluate(
         cutoffs=cut,
         precision_at=(rel_at / cut).mean(0),
         recall_at=recall_at,
-        per_query_ap={k: ap[:, i] for i, k in enumerate(keys)},
     )
 
 

@@ -22,6 +22,8 @@ from hashbench.validation import HashbenchError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: ``Backbone.weights`` of a backbone without pretrained weights asked for its default ones.
+RANDOM_INIT = "random init"
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Backbone:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights: str | None  # the weights' name or file, for the record
+    weights_file: Path | None = None  # the local state dict it was loaded from, if any
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,17 @@ def load_state_dict_file(module: nn.Module, path: Path, backbone: str) -> None:
 
 
 def _build_small_cnn(weights: str | None, weights_path: Path | None) -> Backbone:
-    if weights not in (None, "none"):
+    # With no pretrained weights, the default ("DEFAULT", what every dataset but digits
+    # asks for) is random initialisation, and the record says so.
+    if weights not in (None, "none", "DEFAULT"):
         raise HashbenchError(f"small_cnn has no pretrained weights; got weights={weights!r}")
     module = SmallCNN()
     if weights_path is not None:
         load_state_dict_file(module, weights_path, "small_cnn")
-    return Backbone(module, SmallCNN.feature_dim, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                    str(weights_path) if weights_path else None)
+        recorded = str(weights_path)
+    else:
+        recorded = RANDOM_INIT if weights == "DEFAULT" else None
+    return Backbone(module, SmallCNN.feature_dim, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), recorded, weights_path)
 
 
 def _strip_last_linear(attr: str) -> Callable[[nn.Module], int]:
@@ -136,7 +143,7 @@ def _torchvision_builder(arch: str, strip: Callable[[nn.Module], int]) -> Callab
         feature_dim = strip(model)
         preset = (chosen or enum.DEFAULT).transforms()
         return Backbone(model, feature_dim, int(preset.crop_size[0]), tuple(preset.mean), tuple(preset.std),
-                        str(chosen) if chosen else (str(weights_path) if weights_path else None))
+                        str(chosen) if chosen else (str(weights_path) if weights_path else None), weights_path)
 
     return build
 

@@ -6,11 +6,17 @@ each of them states which construction it uses rather than re-deriving one.
 
 from __future__ import annotations
 
+import time
 from math import comb
 
 import numpy as np
 import torch
 from scipy.linalg import hadamard
+
+from hashbench.validation import HashbenchError
+
+#: How long :func:`random_centers` searches before giving up.
+SEARCH_TIME_LIMIT_S = 10.0
 
 
 def hamming_distances(codes: torch.Tensor) -> torch.Tensor:
@@ -47,25 +53,95 @@ def hadamard_centers(num_classes: int, bits: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([rows, -rows])[:num_classes]).float()
 
 
+def hamming_bound(bits: int, min_distance: int) -> int:
+    """Upper bound on the size of any binary code of length ``bits`` at minimum distance
+    ``min_distance`` >= 1: the smaller of the sphere-packing (Hamming) bound
+    ``2**q / V(q, floor((d - 1) / 2))`` - applied to the punctured code, ``A(q, d) = A(q - 1, d - 1)``,
+    when d is even - and the Plotkin bound where it applies (``2d > q``, or ``q = 2d``; odd d
+    through ``A(q, d) = A(q + 1, d + 1)``). MacWilliams & Sloane, ch. 1 and 2."""
+    if min_distance > bits:
+        return 1
+    length, distance = (bits - 1, min_distance - 1) if min_distance % 2 == 0 else (bits, min_distance)
+    radius = (distance - 1) // 2
+    bound = 2**length // sum(comb(length, i) for i in range(radius + 1))
+    even_length, even_distance = (bits, min_distance) if min_distance % 2 == 0 else (bits + 1, min_distance + 1)
+    if 2 * even_distance > even_length:
+        bound = min(bound, 2 * (even_distance // (2 * even_distance - even_length)))
+    elif 2 * even_distance == even_length:
+        bound = min(bound, 2 * even_length)
+    return bound
+
+
+def balanced_code_bound(bits: int, min_distance: int) -> int:
+    """Upper bound on the size of a code whose words all have ``bits // 2`` bits at -1 (a
+    constant-weight code, as balanced random centers are) at minimum distance ``min_distance``
+    >= 1: Johnson's bounds, ``A(n, 2e, w) <= floor(n / w * A(n - 1, 2e, w - 1))`` applied down to
+    ``A = 1`` for ``w < e``, each step also capped by ``floor(e n / (w^2 - w n + e n))`` when
+    that denominator is positive (MacWilliams & Sloane, ch. 17, theorems 2 and 3). Distances
+    between such words are even, so d counts as ``2e = 2 * ceil(d / 2)``; for e = 1 this is
+    ``C(bits, bits // 2)``, the number of balanced words."""
+    half_distance = -(-min_distance // 2)
+    weight = bits // 2  # A(n, 2e, w) = A(n, 2e, n - w): the lighter side
+    steps = max(0, weight - half_distance + 1)
+    bound = 1
+    for step in reversed(range(steps)):
+        length, word_weight = bits - step, weight - step
+        bound = length * bound // word_weight
+        denominator = word_weight**2 - word_weight * length + half_distance * length
+        if denominator > 0:
+            bound = min(bound, half_distance * length // denominator)
+    return min(bound, hamming_bound(bits, 2 * half_distance))
+
+
+def check_center_feasibility(num_classes: int, bits: int, min_distance: int, *, balanced: bool = True) -> None:
+    """Refuse up front a center set no search can find: ``num_classes`` codes of ``bits`` bits
+    at pairwise Hamming distance >= ``min_distance`` beyond a proven upper bound on the size
+    of such a code (:func:`hamming_bound`; with ``balanced``, the default as in
+    :func:`random_centers`, :func:`balanced_code_bound`). Passing is necessary, not sufficient:
+    the random search itself may still give up."""
+    if min_distance < 1 or num_classes <= 1:
+        return
+    if balanced:
+        bound, name = balanced_code_bound(bits, min_distance), "Johnson bound for balanced codes"
+    else:
+        bound, name = hamming_bound(bits, min_distance), "Hamming/Plotkin bound"
+    if num_classes > bound:
+        raise HashbenchError(
+            f"number of classes must be at most {bound} for {bits}-bit hash centers at pairwise distance "
+            f">= {min_distance} ({name}); got {num_classes}")
+
+
 def random_centers(
     num_classes: int, bits: int, min_distance: int, *, seed: int = 0, balanced: bool = True, max_tries: int = 200_000
 ) -> torch.Tensor:
     """Greedy rejection sampling: draw random +/-1 codes (half of the bits -1 when
     ``balanced``, as in CSQ's reference code) and keep one only if it is at least
-    ``min_distance`` from every code kept so far."""
+    ``min_distance`` from every code kept so far. Impossible requests fail at once
+    (:func:`check_center_feasibility`); a search that finds no set in ``max_tries`` draws or
+    ``SEARCH_TIME_LIMIT_S`` seconds gives up."""
+    check_center_feasibility(num_classes, bits, min_distance, balanced=balanced)
     rng = np.random.default_rng(seed)
-    kept: list[np.ndarray] = []
-    for _ in range(max_tries):
+    kept = np.empty((num_classes, bits))
+    num_kept = 0
+    max_dot = bits - 2 * min_distance  # Hamming distance (bits - a.b) / 2 >= min_distance
+    deadline = time.monotonic() + SEARCH_TIME_LIMIT_S
+    draw = 0
+    for draw in range(1, max_tries + 1):
         if balanced:
             code = np.ones(bits)
             code[rng.choice(bits, bits // 2, replace=False)] = -1
         else:
             code = rng.choice([-1.0, 1.0], size=bits)
-        if all((code != other).sum() >= min_distance for other in kept):
-            kept.append(code)
-            if len(kept) == num_classes:
-                return torch.from_numpy(np.stack(kept)).float()
-    raise ValueError(f"no {num_classes} codes of {bits} bits at distance >= {min_distance} in {max_tries} draws")
+        if (kept[:num_kept] @ code <= max_dot).all():
+            kept[num_kept] = code
+            num_kept += 1
+            if num_kept == num_classes:
+                return torch.from_numpy(kept).float()
+        if draw % 1000 == 0 and time.monotonic() > deadline:
+            break
+    raise HashbenchError(
+        f"no {num_classes} hash centers of {bits} bits at pairwise distance >= {min_distance} found in {draw} random "
+        f"draws (best: {num_kept}); use fewer classes, more bits or a smaller distance")
 
 
 def multi_label_centers(centers: torch.Tensor, labels: torch.Tensor, *, seed_codes: torch.Tensor | None = None
