@@ -7,7 +7,8 @@
 # Stages (default: all, in this order; each skips runs whose record exists, so stages can
 # also run in two shells at once):
 #   main         dpsh, hashnet, csq, orthohash, mlh with their reference heads, both protocols
-#   equal-head   the same five with one shared head (--set head=mlp), tag "equal-head"
+#   equal-head   the same five with one shared head, tag "equal-head-<head>", cifar10 (HEAD=linear by default:
+#                on 2 CPU cores the d-d-d MLP head costs ~2 min a run; HEAD=mlp for the larger one)
 #   ablation     the MLH ablation variants, cifar10 protocol
 #   convergence  each method's recipe against its schedule stretched x2 (tag "epochs-x2"), cifar10
 #   report       hashbench report into reports/cifar10-frozen with the notes and the convergence table
@@ -23,12 +24,12 @@ common=(--data-root "$shared/data" --frozen-backbone --set image_size=128 --bits
         --results "$results" --no-progress)
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(main equal-head ablation convergence report)
-echo "cores: $(nproc); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}; stages: ${stages[*]}"
+echo "cores: $(nproc --all); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}; stages: ${stages[*]}"
 for stage in "${stages[@]}"; do
   start=$(date +%s)
   case $stage in
     main) hashbench run --methods "$methods" --datasets cifar10,cifar10-1 "${common[@]}" ;;
-    equal-head) hashbench run --methods "$methods" --datasets cifar10,cifar10-1 --set head=mlp --set tag=equal-head \
+    equal-head) hashbench run --methods "$methods" --datasets cifar10 --set "head=${HEAD:-linear}" --set "tag=equal-head-${HEAD:-linear}" \
                   "${common[@]}" ;;
     ablation) hashbench run --methods mlh-center,mlh-pairwise,mlh-no-moh,mlh-moe,mlh-moh-unshared --datasets cifar10 \
                 "${common[@]}" ;;

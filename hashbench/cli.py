@@ -66,8 +66,9 @@ def list_command(what: str) -> None:
     """List registered methods, datasets or backbones with one-line descriptions."""
     sections = {
         "methods": [(name, METHODS.summary(name)) for name in METHODS.names()],
-        "datasets": [(name, DATASETS.get(name).summary) for name in DATASETS.names()]
-        + [(spec.name, spec.summary) for spec in PATTERNS.values()],
+        "datasets": [(name, f"{DATASETS.get(name).summary}\n{dataset_setup(DATASETS.get(name).defaults)}")
+                     for name in DATASETS.names()]
+        + [(spec.name, f"{spec.summary}\n{dataset_setup(spec.defaults)}") for spec in PATTERNS.values()],
         "backbones": [(name, BACKBONES.get(name).summary) for name in BACKBONES.names()],
     }
     for section, rows in sections.items():
@@ -77,7 +78,20 @@ def list_command(what: str) -> None:
             click.echo(f"{section}:")
         width = max(len(name) for name, _ in rows)
         for name, summary in rows:
-            click.echo(f"  {name:<{width}}  {summary}")
+            first, *more = summary.splitlines()
+            click.echo(f"  {name:<{width}}  {first}")
+            for line in more:
+                click.echo(f"  {'':<{width}}    {line}")
+
+
+def dataset_setup(defaults: dict[str, Any]) -> str:
+    """What a dataset trains with unless told otherwise: backbone, weights, image size, recipe."""
+    backbone = defaults.get("backbone", RunConfig.backbone)
+    weights = defaults.get("weights", RunConfig.weights) or "random init"
+    size = defaults.get("image_size") or "224 (the weights')"
+    recipe = ", ".join(f"{k} {v}" for k, v in defaults.items() if k not in ("backbone", "weights", "image_size"))
+    return (f"default: backbone {backbone} ({weights}), image size {size}; "
+            f"{'dataset recipe: ' + recipe if recipe else 'each method its reference recipe'}")
 
 
 def data_key(config: RunConfig) -> tuple[Any, ...]:

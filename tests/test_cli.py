@@ -45,6 +45,16 @@ def test_run_skip_and_report(cli, tmp_path):
     assert len(frame[frame.metric == "map@1597"]) == 2 and len(frame[frame.metric == "map_expected@1597"]) == 2
 
 
+def test_progress_off_a_terminal_is_a_few_plain_lines(cli, tmp_path):
+    out = cli("run", "--methods", "dpsh", "--bits", "16", "--epochs", "3", "--results", tmp_path)
+    assert out.exit_code == 0, out.output
+    assert "\r" not in out.output
+    assert out.output.startswith("digits: backbone small_cnn (random init), 16 px, fine-tuned, augment none")
+    lines = out.output.splitlines()
+    assert any("encode queries" in line for line in lines) and any("encode database" in line for line in lines)
+    assert len(lines) < 12, out.output
+
+
 def test_force_archives_the_old_record(cli, tmp_path):
     args = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--results", tmp_path, "--no-progress"]
     assert cli(*args).exit_code == 0
@@ -59,6 +69,7 @@ def test_force_archives_the_old_record(cli, tmp_path):
     (["--methods", "csq", "--bits", "sixteen"], "bits must be an integer in [8, 1024]; got 'sixteen'"),
     (["--methods", ","], "--methods must name at least one item"),
     (["--methods", "csq", "--datasets", "cifar11"], "unknown dataset 'cifar11'"),
+    (["--methods", "csq", "--datasets", "nuswide"], "or a folder as listfile:DIR"),
     (["--methods", "csq", "--backbone", "resnet5"], "unknown backbone 'resnet5'"),
     (["--methods", "csq", "--set", "no_such_key=1"], "unknown config key 'no_such_key'"),
     (["--methods", "csq", "--set", "lamda_q=0.1"], "csq hyperparameters: center_seed, center_weight, head"),
@@ -110,10 +121,26 @@ def test_an_unexpected_error_in_one_run_is_recorded_and_the_grid_goes_on(cli, tm
     assert "1 of 2 runs failed" in out.output
 
 
+def test_code_lengths_that_are_not_multiples_of_8_work(cli, tmp_path):
+    out = cli("run", "--methods", "csq", "--bits", "12", "--epochs", "1", "--results", tmp_path, "--no-progress")
+    assert out.exit_code == 0, out.output
+    folder = tmp_path / "digits" / "csq" / "12" / "seed0"
+    codes = load_codes(folder)
+    assert codes["query_codes"].shape == (200, 12) and codes["database_codes"].shape == (1597, 12)
+    from hashbench.eval import mean_average_precision
+
+    record = json.loads((folder / "result.json").read_text())
+    recomputed = mean_average_precision(codes["query_codes"], codes["database_codes"], codes["query_labels"],
+                                        codes["database_labels"], topk=1597)
+    assert record["metrics"]["map@1597"] == pytest.approx(recomputed)
+
+
 def test_list(cli):
     out = cli("list", "methods")
     assert out.exit_code == 0 and "csq" in out.output
-    assert "digits" in cli("list", "datasets").output
+    datasets = cli("list", "datasets").output
+    assert "digits" in datasets and "listfile:DIR" in datasets and "imagefolder:DIR" in datasets
+    assert "default: backbone mobilenet_v2 (IMAGENET1K_V1), image size 224" in datasets
     assert "mobilenet_v2" in cli("list", "backbones").output
 
 

@@ -332,7 +332,8 @@ def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
     try:
         return DATASETS.get(name), None
     except UnknownNameError as err:
-        raise HashbenchError(str(err)) from None
+        raise HashbenchError(f"{err}; or a folder as listfile:DIR (train.txt, test.txt, database.txt) or "
+                             "imagefolder:DIR (train/<class>/*, test/<class>/*)") from None
 
 
 def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0,

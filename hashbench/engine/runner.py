@@ -135,15 +135,19 @@ class Model(nn.Module):
 
 
 @torch.no_grad()
-def encode(encoder: Encoder, method: HashMethod, indices: np.ndarray, ranks: World) -> np.ndarray:
+def encode(encoder: Encoder, method: HashMethod, indices: np.ndarray, ranks: World, *, desc: str = "encode",
+           show_progress: bool = False) -> np.ndarray:
     """Binary codes (bool, (N, bits)) of the items at ``indices``; with several ranks each
     encodes every N-th batch item and the codes are gathered."""
     encoder.eval()
     method.eval()
     out, where = [], []
+    bar = progress(len(indices), desc=desc, unit="img", enabled=show_progress and ranks.is_main)
     for inputs, positions in encoder.batches(indices, batch_size=EVAL_BATCH, shard=(ranks.rank, ranks.size)):
         out.append((method.codes(method(encoder.features(inputs, train=False))) >= 0).cpu())
         where.append(positions)
+        bar.update(len(positions) * ranks.size)
+    bar.close()
     codes = torch.cat(out).numpy()
     if not ranks.active:
         return codes
@@ -338,8 +342,10 @@ def evaluate_run(run: TrainingRun) -> Evaluation | None:
     the database's order, the figure the report shows first)."""
     split, dataset = run.dataset.split, run.dataset
     t0 = time.perf_counter()
-    query_codes = encode(run.encoder, run.method, split.query, run.ranks)
-    db_codes = encode(run.encoder, run.method, split.database, run.ranks)
+    show = run.config.progress and not run.config.frozen_backbone  # encoding cached features takes no time
+    query_codes = encode(run.encoder, run.method, split.query, run.ranks, desc="encode queries", show_progress=show)
+    db_codes = encode(run.encoder, run.method, split.database, run.ranks, desc="encode database",
+                      show_progress=show)
     run.timing["encode_s"] = time.perf_counter() - t0
     if not run.ranks.is_main:
         return None
