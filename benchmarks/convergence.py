@@ -61,6 +61,7 @@ def main() -> None:
             stretch += ["--set", f"lr_step={2 * int(config['lr_step'])}"]
         hashbench("run", "--methods", method, *common, *stretch)
         frame = records_frame(iter_records(args.results))
+        frame = frame[frame["seed"].isin([int(seed) for seed in args.seeds.split(",")])]
         for dataset in args.datasets.split(","):
             for bits in map(int, args.bits.split(",")):
                 runs = frame[(frame["method"] == method) & (frame["dataset"] == dataset) & (frame["bits"] == bits)

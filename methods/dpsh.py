@@ -53,7 +53,10 @@ class DPSH(HashMethod):
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "backbone_lr_mult": 1.0, "weight_decay": 1e-5,
         "batch_size": 128, "epochs": 150, "scheduler": "step", "lr_step": 50, "lr_gamma": 0.1, "augment": "none",
     }
-    frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 20}
+    # Plain SGD on a linear head converges slowly: at 30 epochs (the other methods' frozen
+    # recipe) doubling the schedule still gained 3-4 points of mAP on CIFAR-10 features, so
+    # the cached-feature recipe is four times longer (benchmarks/convergence.py checks it).
+    frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 120, "lr_step": 80}
 
     def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
                  eta: float, pairs: str, head: str) -> None:
