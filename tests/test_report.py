@@ -25,11 +25,13 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def fake_run(root: Path, method: str, bits: int, seed: int, quality: float, *, dataset: str = "toy",
-             tag: str | None = None) -> dict[str, float]:
+             tag: str | None = None, protocol: dict | None = None) -> dict[str, float]:
     """Codes = class prototype with a fraction of bits flipped; a better method flips fewer.
 
     The database is sorted by descending class and most queries are of class 0, so breaking
     ties by database index ranks relevant items last and ``map@K`` falls below ``map_expected@K``.
+    ``protocol`` adds keys to the record's protocol, which by default states only K (as a
+    hand-made record might).
     """
     rng = np.random.default_rng(zlib.crc32(f"{dataset}/{tag}/{method}/{bits}/{seed}".encode()))
     prototypes = rng.random((4, bits)) < 0.5
@@ -46,7 +48,7 @@ def fake_run(root: Path, method: str, bits: int, seed: int, quality: float, *, d
         "schema": 2, "method": method, "dataset": dataset, "bits": bits, "seed": seed, "tag": tag, "status": "done",
         "method_info": {"ablation_of": ABLATION_OF.get(method), "supervised": True},
         "backbone": {"name": "small_cnn", "weights": None},
-        "protocol": {"topk": 100},
+        "protocol": {"topk": 100, **(protocol or {})},
         "metrics": {"topk": 100, **by_index.as_dict(), "map_expected@100": expected.maps[100]},
         "history": [{"epoch": e + 1, "loss": 1.0 / (e + 1)} for e in range(3)],
         "timing": {"train_s": 1.0},
@@ -75,9 +77,10 @@ def results(tmp_path_factory):
     return root, maps, tagged
 
 
-def table_rows(markdown: str) -> dict[str, str]:
-    """Method -> its table line."""
-    return {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
+def table_rows(markdown: str, floor: bool = False) -> dict[str, str]:
+    """Method -> its table line (the "random codes" floor row only with ``floor``)."""
+    rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
+    return rows if floor else {k: v for k, v in rows.items() if k != "*random codes*"}
 
 
 def check_cells(line: str, method: str, maps: dict, ties: str) -> None:
@@ -113,7 +116,8 @@ def test_report_files_numbers_and_determinism(cli, results, tmp_path):
 
     frame = pd.read_csv(out / "map.csv")
     assert list(frame.columns) == ["method", "dataset", "bits", "seed", "metric", "value"]
-    assert len(frame.groupby(["method", "bits", "seed"])) == len(maps)  # untagged runs only
+    runs = frame[frame.method != "random-codes"]
+    assert len(runs.groupby(["method", "bits", "seed"])) == len(maps)  # untagged runs only
     for (method, bits, seed), values in maps.items():
         run = frame[(frame.method == method) & (frame.bits == bits) & (frame.seed == seed)]
         for metric, ties in (("map@100", "index"), ("map_expected@100", "expected")):
@@ -121,6 +125,7 @@ def test_report_files_numbers_and_determinism(cli, results, tmp_path):
 
     table = (out / "map.md").read_text()
     assert "mAP@100" in table and "small_cnn" in table
+    assert "toy: mAP@100; relevant = same class" in table  # the records do not say; the saved labels do
     assert "ties at equal Hamming distance: expectation over random orders" in table
     assert "ties at equal Hamming distance: expectation over random orders" in (out / "map.tex").read_text()
     lines = table_rows(table)
@@ -130,14 +135,21 @@ def test_report_files_numbers_and_determinism(cli, results, tmp_path):
     assert "1 failed" in lines["dpsh"]  # shown, not dropped
     assert "(2) [1 failed]" in lines["csq"]  # two finished seeds and a failed third in one cell
     assert r"\toprule" in (out / "map.tex").read_text()
+    floor_row = table_rows(table, floor=True)["*random codes*"]
+    floors = [float(cell.strip().strip("*")) for cell in floor_row.split("|")[2:-1]]
+    assert list(frame[frame.method == "random-codes"]["value"].round(4)) == floors
+    for floor, bits in zip(floors, BITS, strict=True):  # good codes clear the floor
+        assert all(floor < maps[(m, bits, s)]["expected"] for m in METHODS for s in SEEDS)
 
     ablation = table_rows((out / "ablation.md").read_text())
     assert list(ablation) == ["Method", "mlh", "mlh-center"]  # the base first, then its variants
+    assert "*random codes*" in table_rows((out / "ablation.md").read_text(), floor=True)
     check_cells(ablation["mlh-center"], "mlh-center", maps, "expected")
 
     tag_table = (out / f"map-{TAG}.md").read_text()
     assert TAG in tag_table.splitlines()[0]
     assert list(table_rows(tag_table)) == ["Method", *TAGGED_METHODS]
+    assert "*random codes*" in table_rows(tag_table, floor=True)
     tag_frame = pd.read_csv(out / f"map-{TAG}.csv")
     for (method, bits, seed), values in tagged.items():
         row = tag_frame[(tag_frame.method == method) & (tag_frame.bits == bits) & (tag_frame.seed == seed)
@@ -207,3 +219,118 @@ def test_records_frame_normalises_map_columns():
     assert frame["map_index"].tolist()[:2] == [0.5, 0.7] and np.isnan(frame["map_index"][2])
     assert frame["map_expected"][0] == 0.6 and np.isnan(frame["map_expected"][1]) and frame["map_expected"][2] == 0.8
     assert frame["tag"].isna().all() and frame["ablation_of"].isna().all()  # no tag or method_info: neither
+
+
+MULTI_LABEL_METHODS = ["csq", "dpsh", "mlh"]
+COMMON_LABELS = [0.7, 0.7, 0.7, 0.1, 0.1]  # 3 of 5 labels on most images: nearly every pair shares one
+
+
+def fake_multi_label_run(root: Path, dataset: str, method: str, *, state_multi_label: bool = True) -> None:
+    """Random 16-bit codes on multi-label data where most pairs share a label; a record may
+    omit ``protocol.multi_label``, as a hand-made one could."""
+    rng = np.random.default_rng(zlib.crc32(f"{dataset}/{method}".encode()))
+    ql, dl = rng.random((30, 5)) < COMMON_LABELS, rng.random((200, 5)) < COMMON_LABELS
+    ql[ql.sum(1) == 0, 0] = True
+    dl[dl.sum(1) == 0, 0] = True
+    q, d = rng.random((30, 16)) < 0.5, rng.random((200, 16)) < 0.5
+    folder = run_dir(root, dataset, method, 16, 0)
+    save_codes(folder, query_codes=q, database_codes=d, query_labels=ql, database_labels=dl)
+    result = evaluate(q, d, ql, dl, topks=(100,), ties="expected")
+    protocol = {"topk": 100, "class_names": list("abcde"), **({"multi_label": True} if state_multi_label else {})}
+    write_record(folder, {
+        "schema": 2, "method": method, "dataset": dataset, "bits": 16, "seed": 0, "tag": None, "status": "done",
+        "method_info": {"ablation_of": None, "supervised": True}, "backbone": {"name": "small_cnn", "weights": None},
+        "protocol": protocol, "history": [], "timing": {},
+        "metrics": {"topk": 100, "map@100": result.maps[100], "map_expected@100": result.maps[100]}})
+
+
+def test_multi_label_report_states_the_rule_and_a_high_floor(cli, tmp_path, monkeypatch):
+    """Multi-label tables, page and figures say "shares a label"; single-label ones "same class";
+    the random-code floor is a separate unranked row (and CSV rows), high on multi-label data."""
+    import hashbench.analysis.figures as figures
+
+    root, out = tmp_path / "results", tmp_path / "report"
+    for method in MULTI_LABEL_METHODS:
+        fake_multi_label_run(root, "mosaic", method)
+        fake_run(root, method, 16, 0, quality=0.1, dataset="shapes",
+                 protocol={"multi_label": False, "class_names": ["disc", "ring", "star", "wave"]})
+    fake_multi_label_run(root, "mosaic-old", "csq", state_multi_label=False)
+    tsne_calls, distance_calls = [], []
+    monkeypatch.setattr(figures, "tsne_figure",
+                        lambda codes, title, **kwargs: tsne_calls.append((title, kwargs)) or figures.plt.figure())
+    monkeypatch.setattr(figures, "code_distribution_figure",
+                        lambda codes, colours, title, **kwargs: distance_calls.append((title, kwargs))
+                        or figures.plt.figure())
+    result = cli("report", "--results", root, "--out", out)
+    assert result.exit_code == 0, result.output
+
+    multi_rule, single_rule = "relevant = shares at least one label with the query", "relevant = same class"
+    table, tex, readme = (out / "map.md").read_text(), (out / "map.tex").read_text(), (out / "README.md").read_text()
+    for text in (table, tex):
+        assert f"mosaic: mAP@100; {multi_rule}" in text
+        assert f"mosaic-old: mAP@100; {multi_rule}" in text  # no multi_label in the record: its labels decide
+        assert f"shapes: mAP@100; {single_rule}" in text
+    assert f"- mosaic: {multi_rule}" in readme and f"- shapes: {single_rule}" in readme  # on the page's head too
+    assert r"\textit{random codes}" in tex
+
+    rows = table_rows(table, floor=True)
+    columns = [cell.strip() for cell in rows["Method"].split("|")[2:-1]]
+    floors = dict(zip(columns, [cell.strip() for cell in rows["*random codes*"].split("|")[2:-1]], strict=True))
+    assert all(cell.startswith("*") and "**" not in cell and "<u>" not in cell for cell in floors.values())
+    mosaic, shapes = float(floors["mosaic 16 bits"].strip("*")), float(floors["shapes 16 bits"].strip("*"))
+    assert mosaic > 0.8 and shapes < 0.5  # most multi-label pairs share a label: a high floor
+    for column in ("mosaic 16 bits", "shapes 16 bits"):  # the floor takes no rank from the methods
+        cells = [rows[m].split("|")[2 + columns.index(column)].strip() for m in MULTI_LABEL_METHODS]
+        assert sum(c.startswith("**") for c in cells) == 1 and sum(c.startswith("<u>") for c in cells) == 1
+
+    frame = pd.read_csv(out / "map.csv")
+    floor_rows = frame[frame.method == "random-codes"]
+    assert set(zip(floor_rows.dataset, floor_rows.bits, floor_rows.metric, strict=True)) == {
+        ("mosaic", 16, "map_expected@100"), ("mosaic-old", 16, "map_expected@100"),
+        ("shapes", 16, "map_expected@100")}
+    assert floor_rows.seed.isna().all() and frame[frame.method != "random-codes"].seed.notna().all()
+    assert floor_rows[floor_rows.dataset == "mosaic"]["value"].item() == pytest.approx(mosaic, abs=1e-4)
+
+    flags = {title.split(", ")[1]: kwargs["multi_label"] for title, kwargs in tsne_calls}
+    assert flags == {"mosaic": True, "mosaic-old": True, "shapes": False}
+    names = {title.split(", ")[1]: kwargs["class_names"] for title, kwargs in tsne_calls}
+    assert names["shapes"] == ["disc", "ring", "star", "wave"]  # the record's class names reach the legend
+    assert {title: kwargs["multi_label"] for title, kwargs in distance_calls} == {
+        "Code distances (mosaic, 16 bits)": True, "Code distances (mosaic-old, 16 bits)": True,
+        "Code distances (shapes, 16 bits)": False}
+
+
+def toy_codes(multi_label: bool) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    labels = rng.random((60, 3)) < 0.6 if multi_label else np.eye(3, dtype=bool)[rng.integers(0, 3, 60)]
+    labels[labels.sum(1) == 0, 0] = True
+    return {"database_codes": rng.random((60, 16)) < 0.5, "database_labels": labels,
+            "query_codes": rng.random((5, 16)) < 0.5, "query_labels": labels[:5]}
+
+
+@pytest.mark.parametrize(("multi_label", "names"), [(False, ["same class", "different class"]),
+                                                    (True, ["shares a label", "shares none"])])
+def test_code_distance_legend_names_the_pairs_it_counts(multi_label, names):
+    from hashbench.analysis.figures import code_distribution_figure
+
+    codes = toy_codes(multi_label)
+    figure = code_distribution_figure({"csq": codes, "mlh": codes}, {"csq": "red", "mlh": "blue"}, "t",
+                                      multi_label=multi_label)
+    assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == names
+
+
+def test_tsne_colours_by_class_or_by_number_of_labels():
+    """Single-label: a class legend (names, else indices). Multi-label: a colour bar of label
+    counts, said in the title, never a legend of one arbitrary label per point."""
+    from hashbench.analysis.figures import tsne_figure
+
+    def legend(figure) -> list[str]:
+        return sorted(text.get_text() for text in figure.axes[0].get_legend().get_texts())
+
+    named = tsne_figure(toy_codes(False), "t", multi_label=False, class_names=["cat", "dog", "ship"])
+    assert legend(named) == ["cat", "dog", "ship"] and "colour: class" in named.axes[0].get_title()
+    assert legend(tsne_figure(toy_codes(False), "t", multi_label=False)) == ["0", "1", "2"]
+    multi = tsne_figure(toy_codes(True), "t", multi_label=True, class_names=["cat", "dog", "ship"])
+    assert multi.axes[0].get_legend() is None and len(multi.axes) == 2  # the plot and its colour bar
+    assert "colour: number of labels" in multi.axes[0].get_title()
+    assert multi.axes[1].get_ylabel() == "labels per image"

@@ -84,46 +84,84 @@ def precision_at_n_figure(curves: dict[str, list[RetrievalResult]], colours: dic
     return fig
 
 
-def tsne_figure(codes: Codes, title: str) -> plt.Figure:
+def pair_names(multi_label: bool) -> tuple[str, str]:
+    """How relevant and irrelevant pairs are named: with several labels per item a pair is
+    relevant when it shares any label, which "same class" would misstate."""
+    return ("shares a label", "shares none") if multi_label else ("same class", "different class")
+
+
+#: More classes than this get no legend: it would cover the plot; the title says so.
+LEGEND_CLASSES = 20
+
+
+def tsne_figure(codes: Codes, title: str, *, multi_label: bool, class_names: list[str] | None = None) -> plt.Figure:
+    """t-SNE of seeded database codes, coloured by what a point's labels honestly give.
+
+    Single-label data: one colour per class, with a legend of ``class_names`` (class indices
+    where a name is missing). Multi-label data has no one class per point, and any one of its
+    labels would be an arbitrary pick, so points are coloured by how many labels they carry,
+    with a colour bar; the title says which colouring is used.
+    """
     from sklearn.manifold import TSNE
 
     rng = np.random.default_rng(SEED)
     n_db = len(codes["database_codes"])
     pick = np.sort(rng.choice(n_db, size=min(TSNE_POINTS, n_db), replace=False))
     points = codes["database_codes"][pick].astype(np.float32) * 2 - 1
-    classes = codes["database_labels"][pick].argmax(1)
+    labels = codes["database_labels"][pick]
     embedded = TSNE(n_components=2, init="pca", random_state=SEED, perplexity=min(30, len(pick) - 1),
                     max_iter=300).fit_transform(points)
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
-    palette = sns.color_palette("colorblind", n_colors=max(int(classes.max()) + 1, 1))
-    ax.scatter(embedded[:, 0], embedded[:, 1], c=[palette[c % len(palette)] for c in classes], s=3, linewidths=0)
-    ax.set(title=title, xticks=[], yticks=[])
+    fig, ax = plt.subplots(figsize=(5.4, 4.0))
+    if multi_label:
+        counts = labels.sum(1).astype(int)
+        levels = np.arange(counts.min(), counts.max() + 1)
+        scatter = ax.scatter(embedded[:, 0], embedded[:, 1], c=counts, cmap=plt.get_cmap("viridis", len(levels)),
+                             vmin=levels[0] - 0.5, vmax=levels[-1] + 0.5, s=3, linewidths=0)
+        fig.colorbar(scatter, ax=ax, ticks=levels, label="labels per image")
+        colouring = "number of labels per image (multi-label data)"
+    else:
+        classes = labels.argmax(1)
+        n_classes = labels.shape[1]
+        palette = sns.color_palette("colorblind" if n_classes <= 10 else "husl", n_colors=n_classes)
+        for c in np.unique(classes):
+            name = class_names[c] if class_names and c < len(class_names) else str(c)
+            ax.scatter(*embedded[classes == c].T, color=palette[c], s=3, linewidths=0, label=name)
+        if n_classes <= LEGEND_CLASSES:
+            ax.legend(fontsize=6, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+            colouring = "class"
+        else:
+            colouring = f"class ({n_classes} classes, too many for a legend)"
+    ax.set(title=f"{title}\ncolour: {colouring}", xticks=[], yticks=[])
     return fig
 
 
 def pair_distances(codes: Codes) -> tuple[np.ndarray, np.ndarray, int]:
-    """Hamming distances of sampled query-database pairs, split into same- and different-class."""
+    """Hamming distances of sampled query-database pairs, split into relevant (sharing a
+    label) and irrelevant ones."""
     rng = np.random.default_rng(SEED)
     q_pick = rng.choice(len(codes["query_codes"]), size=min(PAIR_SAMPLE, len(codes["query_codes"])), replace=False)
     d_pick = rng.choice(len(codes["database_codes"]), size=min(PAIR_SAMPLE, len(codes["database_codes"])),
                         replace=False)
     q, d = codes["query_codes"][q_pick], codes["database_codes"][d_pick]
     distance = (q[:, None, :] != d[None, :, :]).sum(-1)
-    same = (codes["query_labels"][q_pick].astype(int) @ codes["database_labels"][d_pick].T.astype(int)) > 0
-    return distance[same], distance[~same], q.shape[1]
+    shared = (codes["query_labels"][q_pick].astype(int) @ codes["database_labels"][d_pick].T.astype(int)) > 0
+    return distance[shared], distance[~shared], q.shape[1]
 
 
-def code_distribution_figure(codes_by_method: dict[str, Codes], colours: dict, title: str) -> plt.Figure:
-    """In the spirit of the MLH paper's Fig. 5: same-class vs different-class distance histograms."""
+def code_distribution_figure(codes_by_method: dict[str, Codes], colours: dict, title: str, *,
+                             multi_label: bool) -> plt.Figure:
+    """In the spirit of the MLH paper's Fig. 5: distance histograms of relevant vs irrelevant
+    pairs, named as the data defines them (same class, or shares a label)."""
     order = sorted(codes_by_method)
     columns = min(5, len(order))
     rows = -(-len(order) // columns)
+    relevant_name, irrelevant_name = pair_names(multi_label)
     fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.4 * rows + 0.4), sharey=True, squeeze=False)
     for ax, method in zip(axes.flat, order, strict=False):
-        same, different, bits = pair_distances(codes_by_method[method])
+        relevant, irrelevant, bits = pair_distances(codes_by_method[method])
         bins = np.arange(bits + 2) - 0.5
-        ax.hist(same, bins=bins, density=True, alpha=0.75, color=colours[method], label="same class")
-        ax.hist(different, bins=bins, density=True, histtype="step", color="black", label="different class")
+        ax.hist(relevant, bins=bins, density=True, alpha=0.75, color=colours[method], label=relevant_name)
+        ax.hist(irrelevant, bins=bins, density=True, histtype="step", color="black", label=irrelevant_name)
         ax.set(title=method, xlabel="Hamming distance")
     for ax in list(axes.flat)[len(order):]:
         ax.set_visible(False)
@@ -154,9 +192,17 @@ def training_curves_figure(records: list[dict], colours: dict, title: str) -> pl
     return fig
 
 
-def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, tsne_bits: int | None = None
-                  ) -> list[Path]:
-    """Every figure for the finished runs in ``records`` (``raw`` maps run path -> record).
+def class_names_of(records: pd.DataFrame, raw: dict[str, dict]) -> list[str] | None:
+    """The first ``protocol.class_names`` among these records (older records have none)."""
+    return next((names for path in records["path"] if (names := (raw[path].get("protocol") or {}).get("class_names"))),
+                None)
+
+
+def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, multi_label: dict[str, bool],
+                  tsne_bits: int | None = None) -> list[Path]:
+    """Every figure for the finished runs in ``records`` (``raw`` maps run path -> record;
+    ``multi_label`` maps each dataset to whether its items may carry several labels, which
+    decides how pairs are named and how t-SNE points are coloured).
 
     Curves are keyed by method, so ``records`` should hold one variant grid: the report passes
     the untagged runs only.
@@ -178,13 +224,16 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, tsne_b
                          f"precision_at_n_{dataset}_{bits}")
         first = {row.method: codes_of[row.path]
                  for row in runs.sort_values("seed").drop_duplicates("method").itertuples()}
-        written += _save(code_distribution_figure(first, colours, f"Code distances ({where})"), folder,
-                         f"code_distribution_{dataset}_{bits}")
+        written += _save(code_distribution_figure(first, colours, f"Code distances ({where})",
+                                                  multi_label=multi_label[dataset]),
+                         folder, f"code_distribution_{dataset}_{bits}")
         curves_fig = training_curves_figure([raw[p] for p in runs["path"]], colours, f"Training loss ({where})")
         if curves_fig is not None:
             written += _save(curves_fig, folder, f"training_{dataset}_{bits}")
         if bits == tsne_at[dataset]:
+            class_names = class_names_of(runs, raw)
             for method, codes in sorted(first.items()):
-                fig = tsne_figure(codes, f"t-SNE: {method}, {dataset}, {bits} bits")
+                fig = tsne_figure(codes, f"t-SNE: {method}, {dataset}, {bits} bits", multi_label=multi_label[dataset],
+                                  class_names=class_names)
                 written += _save(fig, folder, f"tsne_{dataset}_{method}_{bits}")
     return written

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from hashbench.analysis.figures import write_figures
-from hashbench.analysis.tables import TIE_RULES, long_form, map_table, to_latex, to_markdown
-from hashbench.results import iter_records, records_frame, slug
+from hashbench.analysis.tables import (
+    FLOOR_QUERIES,
+    TIE_RULES,
+    Floors,
+    RandomFloor,
+    long_form,
+    map_table,
+    relevance_rule,
+    to_latex,
+    to_markdown,
+)
+from hashbench.eval import mean_average_precision
+from hashbench.results import iter_records, load_codes, records_frame, slug
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError, check_choice
 
@@ -20,13 +33,55 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str, *, ties: str,
-                 methods: list[str] | None = None) -> list[Path]:
-    """``<stem>.md`` and ``.tex`` (mAP@K under ``ties``) and ``<stem>.csv`` (every metric, long form);
-    ``stem`` goes through :func:`hashbench.results.slug`, as a tag or dataset may hold any character."""
+def random_code_floors(records: pd.DataFrame) -> Floors:
+    """Per (dataset, bits) with a finished run: the mAP@K of seeded random +/-1 codes of that
+    length, ties expected over orders, on a seeded sample of at most
+    :data:`~hashbench.analysis.tables.FLOOR_QUERIES` of that run's queries and its whole database
+    (labels from its codes.npz, K its topk). The run is the first by path, so the floor does not
+    depend on the order records were found in."""
+    floors: Floors = {}
+    done = records[records["status"] == "done"].sort_values("path")
+    for (dataset, bits), runs in done.groupby(["dataset", "bits"], sort=True):
+        run = runs.iloc[0]
+        codes = load_codes(Path(run["path"]))
+        query_labels, database_labels = codes["query_labels"], codes["database_labels"]
+        rng = np.random.default_rng(0)
+        queries = np.sort(rng.choice(len(query_labels), min(FLOOR_QUERIES, len(query_labels)), replace=False))
+        topk = int(run["topk"])
+        value = mean_average_precision(
+            rng.choice(np.array([-1, 1], dtype=np.int8), (len(queries), int(bits))),
+            rng.choice(np.array([-1, 1], dtype=np.int8), (len(database_labels), int(bits))),
+            query_labels[queries], database_labels, topk=topk, ties="expected")
+        floors[(dataset, int(bits))] = RandomFloor(value, topk)
+    return floors
+
+
+def multi_label_by_dataset(records: pd.DataFrame, raw: dict[str, dict]) -> dict[str, bool]:
+    """Dataset -> whether an item may carry several labels, which decides how relevance is
+    named. Records state it (``protocol.multi_label``); for a dataset whose records do not,
+    the labels saved with one finished run decide (several labels on any item)."""
+    flags: dict[str, bool] = {}
+    for dataset, runs in records.groupby("dataset", sort=True):
+        stated = [protocol["multi_label"] for path in runs["path"]
+                  if "multi_label" in (protocol := raw[path].get("protocol") or {})]
+        finished = runs[runs["status"] == "done"].sort_values("path")
+        if stated:
+            flags[dataset] = any(stated)
+        elif not finished.empty:
+            codes = load_codes(Path(finished["path"].iloc[0]))
+            flags[dataset] = bool((codes["query_labels"].sum(1) > 1).any()
+                                  or (codes["database_labels"].sum(1) > 1).any())
+    return flags
+
+
+def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str, *, ties: str, floors: Floors,
+                 multi_label: dict[str, bool], methods: list[str] | None = None) -> list[Path]:
+    """``<stem>.md`` and ``.tex`` (mAP@K under ``ties``, each dataset's relevance rule, the
+    random-code floor row) and ``<stem>.csv`` (every metric and the floors, long form); ``stem``
+    goes through :func:`hashbench.results.slug`, as a tag or dataset may hold any character."""
     stem = slug(stem)
-    table = map_table(records, methods, ties)
-    frame = long_form(records if methods is None else records[records["method"].isin(methods)])
+    table = map_table(records, methods, ties, floors=floors, multi_label=multi_label)
+    frame = long_form(records if methods is None else records[records["method"].isin(methods)], floors)
     csv_path = out / f"{stem}.csv"
     with atomic_write(csv_path) as handle:
         frame.to_csv(handle, index=False, float_format="%.6f")
@@ -53,7 +108,9 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
 
     ``map.*`` and ``ablation.*`` hold untagged runs; each tag (a variant grid, e.g. one shared
     head for every method) gets its own ``map-<tag>.*``, so that its rows never mix with the main
-    ones. Tables show mAP@K under the tie rule ``ties``; the CSV files keep every metric.
+    ones. Tables show mAP@K under the tie rule ``ties``; the CSV files keep every metric. Every
+    table has the random codes' mAP as its floor (:func:`random_code_floors`), and tables,
+    figures and page say per dataset what counts as relevant.
     """
     check_choice("ties", ties, TIE_RULES)
     if not results_root.is_dir():
@@ -70,22 +127,24 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
         raise HashbenchError("no records match the --datasets/--bits selection")
     out.mkdir(parents=True, exist_ok=True)
     untagged = records[records["tag"].isna()]
+    raw = {str(folder): record for folder, record in found}
+    multi_label = multi_label_by_dataset(records, raw)
+    write = partial(write_tables, out=out, ties=ties, floors=random_code_floors(records), multi_label=multi_label)
     tables: list[Path] = []
     if not untagged.empty:
-        tables += write_tables(untagged, out, "map", "mAP by Hamming ranking", ties=ties)
+        tables += write(untagged, stem="map", title="mAP by Hamming ranking")
     families = ablation_families(untagged)
     if families:
         methods = list(dict.fromkeys(m for base, variants in families.items() for m in (base, *variants)))
-        tables += write_tables(untagged, out, "ablation", f"Ablation of {', '.join(families)} (mAP)", ties=ties,
-                               methods=methods)
+        tables += write(untagged, stem="ablation", title=f"Ablation of {', '.join(families)} (mAP)", methods=methods)
     for tag in sorted(records["tag"].dropna().unique()):
-        tables += write_tables(records[records["tag"] == tag], out, f"map-{tag}",
-                               f"mAP by Hamming ranking, tag `{tag}`", ties=ties)
-    raw = {str(folder): record for folder, record in found}
-    figures = write_figures(untagged, raw, out, tsne_bits=tsne_bits)
+        tables += write(records[records["tag"] == tag], stem=f"map-{tag}", title=f"mAP by Hamming ranking, tag `{tag}`")
+    figures = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits)
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
                 f"from {len(records)} run records in `{results_root}` "
-                f"({(records['status'] == 'done').sum()} finished).\n"]
+                f"({(records['status'] == 'done').sum()} finished).\n",
+                "What counts as relevant, in every table and figure below:\n",
+                *[f"- {dataset}: {relevance_rule(flag)}" for dataset, flag in multi_label.items()], ""]
     if notes:
         sections.append(notes.strip() + "\n")
     unfinished = records[records["status"] != "done"]

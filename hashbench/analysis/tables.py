@@ -3,17 +3,29 @@
 One row per method; column groups dataset x bits; each cell is mean +/- std over seeds with
 the number of seeds; the best cell of a column in bold, the second best underlined. Runs
 that failed or never finished are shown as such, never dropped. A table shows mAP@K under
-one rule for ties at equal Hamming distance (see :data:`TIE_RULES`), and says which.
+one rule for ties at equal Hamming distance (see :data:`TIE_RULES`), and says which, and
+states per dataset what "relevant" means.
+
+Beside the methods, a table may show the floor: the mAP of random codes on the same queries
+and database (:class:`RandomFloor`). On a multi-label set where most pairs share a label it is
+high (0.8 is possible), and a method's number means little without it. The floor is one
+italic row "random codes" in ``.md``/``.tex``, never bold or underlined and not ranked; in the
+long-form CSV it is one row per column with method :data:`RANDOM_CODES`, an empty seed and
+metric ``map_expected@K``, so that a pivot of the CSV gives back the whole table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 LONG_COLUMNS = ["method", "dataset", "bits", "seed", "metric", "value"]
+#: The CSV's method name for the random-code floor rows.
+RANDOM_CODES = "random-codes"
+#: Queries (a seeded sample) the floor is computed on: enough for a stable mean, cheap on any database.
+FLOOR_QUERIES = 500
 
 
 @dataclass(frozen=True)
@@ -31,16 +43,39 @@ TIE_RULES = {
 }
 
 
-def long_form(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per finished run and metric: ``method,dataset,bits,seed,metric,value``."""
+@dataclass(frozen=True)
+class RandomFloor:
+    """What seeded random codes score on one (dataset, bits) column: the level a method must
+    clear before its mAP says anything."""
+
+    value: float  # mAP@topk, ties expected over orders
+    topk: int
+
+
+Floors = dict[tuple[str, int], RandomFloor]  # (dataset, bits) -> floor
+
+
+def long_form(records: pd.DataFrame, floors: Floors | None = None) -> pd.DataFrame:
+    """One row per finished run and metric: ``method,dataset,bits,seed,metric,value``; plus one
+    :data:`RANDOM_CODES` row (empty seed) per floor of a column that ``records`` has."""
     done = records[records["status"] == "done"]
     metric_columns = [c for c in done.columns if c.startswith("metric.")]
-    if done.empty or not metric_columns:
+    parts = []
+    if not done.empty and metric_columns:
+        melted = done.melt(id_vars=["method", "dataset", "bits", "seed"], value_vars=metric_columns,
+                           var_name="metric", value_name="value").dropna(subset=["value"])
+        melted["metric"] = melted["metric"].str.removeprefix("metric.")
+        parts.append(melted)
+    columns = set(zip(records["dataset"], records["bits"].astype(int), strict=True))
+    floor_rows = [{"method": RANDOM_CODES, "dataset": dataset, "bits": bits, "seed": None,
+                   "metric": f"map_expected@{floor.topk}", "value": floor.value}
+                  for (dataset, bits), floor in sorted((floors or {}).items()) if (dataset, bits) in columns]
+    if floor_rows:
+        parts.append(pd.DataFrame(floor_rows))
+    if not parts:
         return pd.DataFrame(columns=LONG_COLUMNS)
-    melted = done.melt(id_vars=["method", "dataset", "bits", "seed"], value_vars=metric_columns,
-                       var_name="metric", value_name="value").dropna(subset=["value"])
-    melted["metric"] = melted["metric"].str.removeprefix("metric.")
-    return melted.sort_values(["dataset", "bits", "method", "seed", "metric"])[LONG_COLUMNS].reset_index(drop=True)
+    frame = pd.concat(parts, ignore_index=True).astype({"seed": "Int64"})  # an integer column with empty cells
+    return frame.sort_values(["dataset", "bits", "method", "seed", "metric"])[LONG_COLUMNS].reset_index(drop=True)
 
 
 @dataclass
@@ -58,11 +93,19 @@ class MapTable:
     columns: list[tuple[str, int]]  # (dataset, bits)
     cells: dict[tuple[str, str, int], Cell]
     captions: list[str]
+    floors: Floors = field(default_factory=dict)  # the columns' random-code floors, where known
 
 
-def map_table(records: pd.DataFrame, methods: list[str] | None = None, ties: str = "expected") -> MapTable:
+def relevance_rule(multi_label: bool) -> str:
+    """What the mAP counts as a hit: with several labels per item, any shared one is enough."""
+    return "relevant = shares at least one label with the query" if multi_label else "relevant = same class"
+
+
+def map_table(records: pd.DataFrame, methods: list[str] | None = None, ties: str = "expected", *,
+              floors: Floors | None = None, multi_label: dict[str, bool] | None = None) -> MapTable:
     """Summarise mAP@K under the tie rule ``ties`` (a key of :data:`TIE_RULES`) of ``records``,
-    a :func:`hashbench.results.load_records` frame."""
+    a :func:`hashbench.results.load_records` frame. ``floors`` adds the "random codes" row;
+    ``multi_label`` (dataset -> flag) puts each dataset's relevance rule in the captions."""
     rule = TIE_RULES[ties]
     if methods is not None:
         records = records[records["method"].isin(methods)]
@@ -98,8 +141,15 @@ def map_table(records: pd.DataFrame, methods: list[str] | None = None, ties: str
         ks = sorted({int(k) for k in sub["topk"].dropna()})
         backbones = sorted({f"{b} ({w or 'random init'})" for b, w in zip(sub["backbone"], sub["weights"],
                                                                            strict=True)})
-        captions.append(f"{dataset}: mAP@{'/'.join(map(str, ks)) or '?'}; backbone {', '.join(backbones) or '?'}")
-    return MapTable(methods, columns, cells, captions)
+        flag = (multi_label or {}).get(dataset)
+        rule = f"; {relevance_rule(flag)}" if flag is not None else ""
+        captions.append(f"{dataset}: mAP@{'/'.join(map(str, ks)) or '?'}{rule}; backbone {', '.join(backbones) or '?'}")
+    floors = {column: floor for column, floor in (floors or {}).items() if column in columns}
+    if floors:
+        captions.append(f"random codes (not ranked): mAP@K of seeded random +/-1 codes, ties expected over orders, on "
+                        f"a seeded sample of at most {FLOOR_QUERIES} queries and the whole database of one run "
+                        f"of the column; the floor a method must clear")
+    return MapTable(methods, columns, cells, captions, floors)
 
 
 def _cell_text(cell: Cell, style: str) -> str:
@@ -125,6 +175,9 @@ def to_markdown(table: MapTable, title: str) -> str:
     for method in table.methods:
         cells = [_cell_text(table.cells[(method, d, b)], "md") for d, b in table.columns]
         lines.append("| " + " | ".join([method, *cells]) + " |")
+    if table.floors:
+        floors = [f"*{table.floors[c].value:.4f}*" if c in table.floors else "—" for c in table.columns]
+        lines.append("| " + " | ".join(["*random codes*", *floors]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -154,5 +207,8 @@ def to_latex(table: MapTable, title: str) -> str:
     for method in table.methods:
         cells = [_cell_text(table.cells[(method, d, b)], "tex") for d, b in table.columns]
         lines.append(" & ".join([_tex_escape(method), *cells]) + r" \\")
+    if table.floors:
+        floors = [rf"\textit{{{table.floors[c].value:.4f}}}" if c in table.floors else "--" for c in table.columns]
+        lines += [r"\midrule", " & ".join([r"\textit{random codes}", *floors]) + r" \\"]
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
