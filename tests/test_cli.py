@@ -42,7 +42,9 @@ def test_run_skip_and_report(cli, tmp_path):
     assert "| csq |" in table and "digits 16 bits" in table
     frame = pd.read_csv(tmp_path / "report" / "map.csv")
     assert list(frame.columns) == ["method", "dataset", "bits", "seed", "metric", "value"]
-    assert len(frame[frame.metric == "map@1597"]) == 2 and len(frame[frame.metric == "map_expected@1597"]) == 2
+    runs = frame[frame.method == "csq"]
+    assert len(runs[runs.metric == "map@1597"]) == 2 and len(runs[runs.metric == "map_expected@1597"]) == 2
+    assert len(frame[frame.method == "random-codes"]) == 2  # the floor of each column
 
 
 def test_progress_off_a_terminal_is_a_few_plain_lines(cli, tmp_path):

@@ -12,7 +12,9 @@ from conftest import subprocess_env
 
 from hashbench.results import run_dir
 
-ARGS = ["--methods", "csq,dpsh", "--bits", "16", "--epochs", "6", "--no-progress"]
+# A linear head: dropout in CSQ's reference MLP head draws different masks per rank, which
+# is noise around the same objective, not the exact match this test asserts.
+ARGS = ["--methods", "csq,dpsh", "--bits", "16", "--epochs", "6", "--no-progress", "--set", "head=linear"]
 #: On frozen features (no BatchNorm in the trained part) two processes optimise exactly the
 #: single-process objective; only the order of floating-point reductions differs.
 TOLERANCE = 0.005
