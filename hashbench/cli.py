@@ -24,9 +24,9 @@ from hashbench.config import (
     resolve_config,
     unknown_key_message,
 )
-from hashbench.data.datasets import PATTERNS, LoadOptions, get_dataset, load_dataset
+from hashbench.data.datasets import PATTERNS, get_dataset
 from hashbench.engine.distributed import world
-from hashbench.engine.launch import LAUNCHERS, ClusterOptions, submit
+from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
 from hashbench.engine.runner import execute
 from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
@@ -185,9 +185,7 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
     for config in jobs:
         key = data_key(config)
         if key not in loaded:
-            loaded[key] = load_dataset(config.dataset, Path(config.data_root) if config.data_root else None,
-                                       config.split_seed, LoadOptions(skip_corrupt=config.skip_corrupt,
-                                                                      download=config.download))
+            loaded[key] = load_run_dataset(config)
         method_classes[config.method].check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
                                                   params=config.hparams)
     root = Path(results_root)

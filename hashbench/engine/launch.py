@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hashbench.config import RunConfig
-from hashbench.data.datasets import LoadOptions, load_dataset
+from hashbench.data.datasets import HashingDataset, LoadOptions, load_dataset
 from hashbench.engine.runner import RunOutcome, execute
 from hashbench.results import read_record
 from hashbench.validation import HashbenchError
@@ -32,11 +32,15 @@ class ClusterOptions:
     array_parallelism: int = 64
 
 
+def load_run_dataset(config: RunConfig) -> HashingDataset:
+    """The dataset a resolved config asks for (labels and split; pixels on first use)."""
+    return load_dataset(config.dataset, Path(config.data_root) if config.data_root else None, config.split_seed,
+                        LoadOptions(skip_corrupt=config.skip_corrupt, download=config.download))
+
+
 def run_job(config: RunConfig, results_root: str, force: bool) -> RunOutcome:
     """One run in a fresh process: what each submitted job executes."""
-    dataset = load_dataset(config.dataset, Path(config.data_root) if config.data_root else None, config.split_seed,
-                           LoadOptions(skip_corrupt=config.skip_corrupt, download=config.download))
-    outcome = execute(config, Path(results_root), dataset, force=force)
+    outcome = execute(config, Path(results_root), load_run_dataset(config), force=force)
     outcome.record = None  # the record is on disk; keep the pickled result small
     return outcome
 
