@@ -27,7 +27,7 @@ def hashbench(*args):
 
 @pytest.mark.slow
 def test_overlapping_grids_train_each_run_once(tmp_path):
-    common = ["--methods", "csq", "--epochs", "12", "--results", tmp_path, "--no-progress"]
+    common = ["--methods", "csq", "--epochs", "4", "--results", tmp_path, "--no-progress"]
     first = hashbench("run", "--bits", "16,32", *common)
     second = hashbench("run", "--bits", "32,16,64", *common)
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
@@ -92,10 +92,11 @@ def take_over_stale_claim(folder: str, contender: int, start, everyone_decided, 
 def test_concurrent_takeovers_of_a_stale_claim_leave_one_owner(tmp_path, single_threaded_children):
     contenders = 3
     write_claim(tmp_path, os.getpid(), age_s=3600)
-    spawn = multiprocessing.get_context("spawn")
-    start, everyone_decided, results = spawn.Barrier(contenders), spawn.Barrier(contenders), spawn.Queue()
-    processes = [spawn.Process(target=take_over_stale_claim, args=(str(tmp_path), i, start, everyone_decided, results))
-                 for i in range(contenders)]
+    # fork: a spawned child would first import torch (seconds each); these children only lock files
+    context = multiprocessing.get_context("fork")
+    start, everyone_decided, results = context.Barrier(contenders), context.Barrier(contenders), context.Queue()
+    processes = [context.Process(target=take_over_stale_claim,
+                                 args=(str(tmp_path), i, start, everyone_decided, results)) for i in range(contenders)]
     for process in processes:
         process.start()
     try:

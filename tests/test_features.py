@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import multiprocessing
+import tarfile
+import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from hashbench.data import ImageTransform, load_dataset
+from hashbench.data import ImageTransform, load_dataset, sources
 from hashbench.engine.features import FEATURES_VERSION, cached_features, feature_key, needed_items
 from hashbench.models import build_backbone
 
@@ -92,3 +99,57 @@ def test_named_weights_keep_their_feature_key(cifar_tar):
             "weights": backbone.weights, "image_size": 64, "mean": list(backbone.mean), "std": list(backbone.std)}
     expected = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
     assert feature_key(data, "mobilenet_v2", backbone, transform) == expected
+
+
+def decode_and_count(root: str, counter: str, start) -> None:
+    """One of two processes reading the same image tree at once (see below)."""
+    real_decode = sources.decode_rgb
+
+    def slow_counted_decode(source, where):
+        with open(counter, "a") as handle:
+            handle.write(f"{where}\n")
+        time.sleep(0.01)
+        return real_decode(source, where)
+
+    sources.decode_rgb = slow_counted_decode
+    start.wait(timeout=60)
+    tree = sources.scan_tree(Path(root))
+    assert sources.cached_pixels(tree, Path(root), "lock-test").shape == (len(tree.members), 3, 8, 8)
+
+
+def test_two_processes_decode_a_pixel_cache_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    for i in range(30):
+        folder = tmp_path / "tree" / "train" / f"class{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i, dtype=np.uint8)).save(folder / f"{i}.png")
+    context = multiprocessing.get_context("fork")  # no torch import in the children
+    start = context.Barrier(2)
+    counter = tmp_path / "decoded.txt"
+    processes = [context.Process(target=decode_and_count, args=(str(tmp_path / "tree"), str(counter), start))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert len(counter.read_text().splitlines()) == 30  # decoded by one process, read from the cache by the other
+
+
+def test_tarball_listing_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    tar_path = tmp_path / "images.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for name in ("train/a/1.png", "train/b/2.png", "test/a/3.png"):
+            info = tarfile.TarInfo(name)
+            info.size = 0
+            tar.addfile(info, io.BytesIO())
+    first = sources.scan_tar(tar_path)
+    (index,) = (tmp_path / "cache").glob("tar-index-*.json")
+    assert json.loads(index.read_text()) == ["train/a/1.png", "train/b/2.png", "test/a/3.png"]
+    monkeypatch.setattr(tarfile, "open", None)  # a second listing must come from the cache
+    assert sources.scan_tar(tar_path).members == first.members
+    index.write_text("[\"train/a/1.png\", ")  # torn: listed again
+    monkeypatch.undo()
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    assert sources.scan_tar(tar_path).members == first.members

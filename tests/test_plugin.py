@@ -58,7 +58,7 @@ def test_entry_point_plugin_is_listed_and_runs(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "toyhash" in listed.stdout and "toy third-party method" in listed.stdout
     run = hashbench("run", "--methods", "toyhash", "--bits", "16", "--results", tmp_path / "results",
-                    "--set", "scale=0.25", "--no-progress")
+                    "--set", "scale=0.25", "--epochs", "3", "--no-progress")
     assert run.returncode == 0, run.stderr
     record = json.loads((tmp_path / "results/digits/toyhash/16/seed0/result.json").read_text())
     assert record["status"] == "done" and record["config"]["hparams"] == {"scale": 0.25}

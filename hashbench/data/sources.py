@@ -8,6 +8,7 @@ Decoded pixel arrays of small datasets are cached under ``HASHBENCH_CACHE`` (def
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tarfile
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from hashbench.data.images import decode_rgb
-from hashbench.storage import atomic_write
+from hashbench.storage import atomic_write, exclusive_lock
 from hashbench.validation import HashbenchError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".gif", ".webp", ".tif", ".tiff")
@@ -66,8 +67,16 @@ def scan_tree(root: Path) -> LabelledTree:
 
 
 def scan_tar(path: Path) -> LabelledTree:
-    with tarfile.open(path) as tar:
-        names = [m.name for m in tar.getmembers() if m.isfile()]
+    """The tree inside a tarball. Listing a gzipped tar reads all of it (4 s for CIFAR-10),
+    so the member names are cached under the tarball's :func:`fingerprint`."""
+    index = cache_dir() / f"tar-index-{fingerprint(path)}.json"
+    try:
+        names = json.loads(index.read_text())
+    except (OSError, ValueError):  # absent or torn: list the tarball again
+        with tarfile.open(path) as tar:
+            names = [m.name for m in tar.getmembers() if m.isfile()]
+        with atomic_write(index, "w") as handle:
+            json.dump(names, handle)
     return _tree_from_names(names, str(path))
 
 
@@ -90,29 +99,35 @@ def fingerprint(path: Path) -> str:
 
 def cached_pixels(tree: LabelledTree, source: Path, key: str) -> torch.Tensor:
     """All images of ``tree`` as a uint8 (N, 3, H, W) tensor, decoded once and cached
-    under ``key`` (the source's :func:`fingerprint`)."""
+    under ``key`` (the source's :func:`fingerprint`). Processes that start at once decode
+    it once: the others wait on a lock, then read the cache."""
     cache = cache_dir() / f"pixels-{key}.npy"
-    if cache.exists():
-        try:
-            pixels = np.load(cache, mmap_mode="r")
-            if pixels.shape[0] == len(tree.members):
-                return torch.from_numpy(np.array(pixels))  # a writable copy of the memory map
-        except (ValueError, OSError):
-            pass  # a corrupt cache is rebuilt below
-    if source.is_file():
-        wanted = set(tree.members)
-        by_name: dict[str, np.ndarray] = {}
-        with tarfile.open(source) as tar:
-            for member in tar:
-                if member.name in wanted:
-                    by_name[member.name] = decode_rgb(tar.extractfile(member).read(), f"{source}:{member.name}")
-        arrays = [by_name[name] for name in tree.members]
-    else:
-        arrays = [decode_rgb(source / name, str(source / name)) for name in tree.members]
-    pixels = _stack(arrays, str(source))
-    with atomic_write(cache, "wb") as handle:
-        np.save(handle, pixels)
+    with exclusive_lock(cache.with_suffix(".lock")):
+        if (pixels := _load_pixels(cache, len(tree.members))) is not None:
+            return pixels
+        if source.is_file():
+            wanted = set(tree.members)
+            by_name: dict[str, np.ndarray] = {}
+            with tarfile.open(source) as tar:
+                for member in tar:
+                    if member.name in wanted:
+                        by_name[member.name] = decode_rgb(tar.extractfile(member).read(), f"{source}:{member.name}")
+            arrays = [by_name[name] for name in tree.members]
+        else:
+            arrays = [decode_rgb(source / name, str(source / name)) for name in tree.members]
+        pixels = _stack(arrays, str(source))
+        with atomic_write(cache, "wb") as handle:
+            np.save(handle, pixels)
     return torch.from_numpy(pixels)
+
+
+def _load_pixels(cache: Path, count: int) -> torch.Tensor | None:
+    """The cached pixel array, or None when it is absent, torn or of another size."""
+    try:
+        pixels = np.load(cache, mmap_mode="r")
+    except (ValueError, OSError):
+        return None
+    return torch.from_numpy(np.array(pixels)) if pixels.shape[0] == count else None  # a writable copy
 
 
 def load_torchvision_cifar10(root: Path) -> tuple[torch.Tensor, np.ndarray, np.ndarray, list[str]]:

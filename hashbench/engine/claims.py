@@ -13,14 +13,14 @@ processes lock two different files).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+
+from hashbench.storage import exclusive_lock
 
 CLAIM = "claim.json"
 TAKEOVER_LOCK = "claim.lock"
@@ -63,17 +63,6 @@ def _is_stale(path: Path) -> bool:
     return age > STALE_S
 
 
-@contextlib.contextmanager
-def _takeover_lock(folder: Path) -> Iterator[None]:
-    """Serialise stale-claim takeovers of one run folder across processes."""
-    fd = os.open(folder / TAKEOVER_LOCK, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 class Claim:
     """``with Claim(folder) as claim:`` ... ``claim.acquired`` says whether this process owns the run."""
 
@@ -95,7 +84,7 @@ class Claim:
         return True
 
     def _take_over_if_stale(self) -> None:
-        with _takeover_lock(self.path.parent):
+        with exclusive_lock(self.path.parent / TAKEOVER_LOCK):
             if not _is_stale(self.path):
                 return
             try:

@@ -21,7 +21,7 @@ from hashbench.data.images import ImageTransform, iterate_batches
 from hashbench.data.sources import cache_dir
 from hashbench.engine.progress import progress as progress_bar
 from hashbench.models.backbones import Backbone
-from hashbench.storage import atomic_write
+from hashbench.storage import atomic_write, exclusive_lock
 
 FEATURES_VERSION = 2  # bump when the transform or the extraction changes
 
@@ -103,21 +103,22 @@ def cached_features(
     extraction (images/s, ETA) on stderr."""
     key = feature_key(dataset, backbone_name, backbone, transform)
     path = (folder or cache_dir()) / f"features-{key}.pt"
-    if path.exists() and (features := _load_valid(path, key)) is not None:
-        return features, True
-    module = backbone.module.to(device, memory_format=torch.channels_last).eval()
-    items = needed_items(dataset)
-    chunks = []
-    bar = progress_bar(len(items), desc=f"features {backbone_name}", unit="img", enabled=progress)
-    with (bar, torch.inference_mode(),
-          torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")):
-        for images, _ in iterate_batches(dataset.images, items, batch_size=batch_size, device=device,
-                                         num_workers=num_workers):
-            x = transform(images, train=False).contiguous(memory_format=torch.channels_last)
-            chunks.append(module(x).float().cpu())
-            bar.update(len(images))
-    features = torch.zeros(len(dataset.labels), backbone.feature_dim)
-    features[torch.as_tensor(items)] = torch.cat(chunks)
-    with atomic_write(path, "wb") as handle:
-        torch.save({"key": key, "sha256": _checksum(features), "features": features}, handle)
-    return features, False
+    with exclusive_lock(path.with_suffix(".lock")):  # concurrent runs extract once; the others wait
+        if path.exists() and (features := _load_valid(path, key)) is not None:
+            return features, True
+        module = backbone.module.to(device, memory_format=torch.channels_last).eval()
+        items = needed_items(dataset)
+        chunks = []
+        bar = progress_bar(len(items), desc=f"features {backbone_name}", unit="img", enabled=progress)
+        with (bar, torch.inference_mode(),
+              torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")):
+            for images, _ in iterate_batches(dataset.images, items, batch_size=batch_size, device=device,
+                                             num_workers=num_workers):
+                x = transform(images, train=False).contiguous(memory_format=torch.channels_last)
+                chunks.append(module(x).float().cpu())
+                bar.update(len(images))
+        features = torch.zeros(len(dataset.labels), backbone.feature_dim)
+        features[torch.as_tensor(items)] = torch.cat(chunks)
+        with atomic_write(path, "wb") as handle:
+            torch.save({"key": key, "sha256": _checksum(features), "features": features}, handle)
+        return features, False

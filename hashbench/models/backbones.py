@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 
 from hashbench.registry import BACKBONES, UnknownNameError
@@ -121,6 +120,8 @@ def _replace_with_identity(attr: str, in_features: Callable[[nn.Module], int]) -
 
 def _torchvision_builder(arch: str, strip: Callable[[nn.Module], int]) -> Callable[..., Backbone]:
     def build(weights: str | None, weights_path: Path | None) -> Backbone:
+        import torchvision  # here, not at the top: it costs seconds at start-up (torch._dynamo via torchvision.ops)
+
         enum = torchvision.models.get_model_weights(arch)
         chosen = None
         if weights not in (None, "none"):
