@@ -244,9 +244,11 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
 @click.option("--ties", type=click.Choice(["expected", "index"]), default="expected", show_default=True,
               help="mAP in the tables with ties at equal Hamming distance as the expectation over random orders "
                    "(independent of database order) or broken by database index (the literature's figure).")
+@click.option("--figures/--no-figures", default=True, show_default=True,
+              help="Draw the figures (PR, P@N, code distances, training curves, t-SNE) or write the tables alone.")
 @user_errors
 def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
-                   tsne_bits: int | None, notes: str | None, ties: str) -> None:
+                   tsne_bits: int | None, notes: str | None, ties: str, figures: bool) -> None:
     """Regenerate tables and figures from the records and saved codes (no retraining)."""
     from hashbench.analysis.report import build_report
 
@@ -258,6 +260,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
         tsne_bits=tsne_bits,
         notes=Path(notes).read_text() if notes else None,
         ties=ties,
+        figures=figures,
     )
     for path in written:
         click.echo(str(path))

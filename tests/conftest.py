@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,21 @@ def cifar_tar(shared: Path) -> Path:
     path = shared / "data" / "cifar10-jpg.tar.gz"
     if not path.is_file():
         pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cifar_mini_tar(cifar_tar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 270 real CIFAR-10 images of each class (exactly what ``cifar10-mini`` draws
+    per class) as a tarball of its own: a run on it decodes 2,700 JPEGs, not 60,000."""
+    path = tmp_path_factory.mktemp("cifar_mini") / "cifar10-mini.tar.gz"
+    taken: dict[str, int] = {}
+    with tarfile.open(cifar_tar) as source, tarfile.open(path, "w:gz") as subset:
+        for member in source:
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) >= 3 and taken.get(parts[-2], 0) < 270:
+                taken[parts[-2]] = taken.get(parts[-2], 0) + 1
+                subset.addfile(member, source.extractfile(member))
     return path
 
 

@@ -161,13 +161,14 @@ def test_report_files_numbers_and_determinism(cli, results, tmp_path):
     assert f"## mAP by Hamming ranking, tag `{TAG}`" in readme and "## Ablation of mlh" in readme
 
     before = {p.name: p.read_bytes() for p in out.glob("*.*") if p.suffix in (".md", ".tex", ".csv")}
-    assert cli("report", "--results", root, "--out", out).exit_code == 0
+    assert cli("report", "--results", root, "--out", out, "--no-figures").exit_code == 0
     after = {p.name: p.read_bytes() for p in out.glob("*.*") if p.suffix in (".md", ".tex", ".csv")}
     del before["README.md"], after["README.md"]  # carries the date
     assert before == after
 
     by_index = tmp_path / "by-index"
-    assert cli("report", "--results", root, "--out", by_index, "--ties", "index").exit_code == 0
+    assert cli("report", "--results", root, "--out", by_index, "--ties", "index", "--no-figures").exit_code == 0
+    assert not (by_index / "figures").exists() and "figures/" not in (by_index / "README.md").read_text()
     table = (by_index / "map.md").read_text()
     assert "ties at equal Hamming distance: broken by database index" in table
     lines = table_rows(table)

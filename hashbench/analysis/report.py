@@ -102,9 +102,9 @@ def ablation_families(records: pd.DataFrame) -> dict[str, list[str]]:
 
 def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = None, bits: list[int] | None = None,
                  command: str = "hashbench report", tsne_bits: int | None = None, notes: str | None = None,
-                 ties: str = "expected") -> list[Path]:
+                 ties: str = "expected", figures: bool = True) -> list[Path]:
     """Write every table and figure for the records under ``results_root`` into ``out``,
-    and a README.md that shows them all.
+    and a README.md that shows them all (``figures=False``: the tables alone, in seconds).
 
     ``map.*`` and ``ablation.*`` hold untagged runs; each tag (a variant grid, e.g. one shared
     head for every method) gets its own ``map-<tag>.*``, so that its rows never mix with the main
@@ -139,7 +139,7 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
         tables += write(untagged, stem="ablation", title=f"Ablation of {', '.join(families)} (mAP)", methods=methods)
     for tag in sorted(records["tag"].dropna().unique()):
         tables += write(records[records["tag"] == tag], stem=f"map-{tag}", title=f"mAP by Hamming ranking, tag `{tag}`")
-    figures = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits)
+    drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits) if figures else []
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
                 f"from {len(records)} run records in `{results_root}` "
                 f"({(records['status'] == 'done').sum()} finished).\n",
@@ -158,9 +158,9 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
         if path.suffix == ".md":
             sections.append(path.read_text().replace("# ", "## ", 1))
             sections.append(f"Also as [{path.stem}.tex]({path.stem}.tex) and [{path.stem}.csv]({path.stem}.csv).\n")
-    if figures:
+    if drawn:
         sections.append("## Figures\n\nFrom untagged runs.\n")
-    for path in figures:
+    for path in drawn:
         if path.suffix == ".png":
             sections.append(f"![{path.stem}](figures/{path.name})  \n[PDF](figures/{path.stem}.pdf)\n")
-    return [*tables, *figures, _write(out / "README.md", "\n".join(sections))]
+    return [*tables, *drawn, _write(out / "README.md", "\n".join(sections))]
