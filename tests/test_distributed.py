@@ -60,6 +60,7 @@ def test_two_process_fine_tuning_trains_well(tmp_path):
     assert record["world_size"] == 2 and record["metrics"]["map_expected@1597"] > 0.7
 
 
+@pytest.mark.slow
 def test_batch_must_split_evenly_over_processes(tmp_path):
     proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "1", "--batch-size", "63", "--no-progress",
                     results=tmp_path)

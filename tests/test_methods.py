@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -449,3 +450,26 @@ def test_orthohash_is_finite_for_extreme_codes():
                          quantization_weight=1.0)
     out["loss"].backward()
     assert torch.isfinite(out["loss"]) and torch.isfinite(u.grad).all()
+
+
+def test_greedy_codebook_matches_its_transcription():
+    """The vectorised search keeps the draws and decisions of the plain loop."""
+    def transcription(num_classes, bits, seed, start=0.61, floor=0.2, step=0.01, tries=10_000):
+        rng = np.random.default_rng(seed)
+        threshold = start
+        while threshold >= floor:
+            kept, rejected = [], 0
+            while len(kept) < num_classes and rejected < tries:
+                code = rng.choice([-1.0, 1.0], size=bits)
+                if all((code != other).mean() >= threshold for other in kept):
+                    kept.append(code)
+                else:
+                    rejected += 1
+            if len(kept) == num_classes:
+                return np.stack(kept)[rng.permutation(num_classes)]
+            threshold -= step
+        raise AssertionError("no codebook")
+
+    for num_classes, bits, seed in ((4, 8, 0), (6, 12, 3), (10, 16, 1)):
+        expected = transcription(num_classes, bits, seed, tries=200)
+        np.testing.assert_array_equal(greedy_codebook(num_classes, bits, seed=seed, tries=200).numpy(), expected)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import subprocess_env
 
@@ -40,6 +41,7 @@ PLUGIN = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_entry_point_plugin_is_listed_and_runs(tmp_path):
     site = tmp_path / "site"
     site.mkdir()

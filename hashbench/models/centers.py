@@ -160,16 +160,18 @@ def greedy_codebook(num_classes: int, bits: int, *, seed: int = 0, start: float 
     ``start`` and drops by ``step`` after ``tries`` rejections (never below ``floor``)."""
     rng = np.random.default_rng(seed)
     threshold = start
+    kept = np.empty((num_classes, bits))
     while threshold >= floor:
-        kept: list[np.ndarray] = []
-        rejected = 0
-        while len(kept) < num_classes and rejected < tries:
-            code = rng.choice([-1.0, 1.0], size=bits)
-            if all((code != other).mean() >= threshold for other in kept):
-                kept.append(code)
+        count = rejected = 0
+        while count < num_classes and rejected < tries:
+            # the draws of rng.choice([-1.0, 1.0], size=bits), at a third of its cost
+            code = 2.0 * rng.integers(0, 2, size=bits) - 1.0
+            if ((kept[:count] != code).mean(1) >= threshold).all():
+                kept[count] = code
+                count += 1
             else:
                 rejected += 1
-        if len(kept) == num_classes:
-            return torch.from_numpy(np.stack(kept)[rng.permutation(num_classes)]).float()
+        if count == num_classes:
+            return torch.from_numpy(kept[rng.permutation(num_classes)]).float()
         threshold -= step
     raise ValueError(f"no codebook of {num_classes} x {bits} bits at normalised distance >= {floor}")
