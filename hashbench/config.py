@@ -40,7 +40,9 @@ DEVICES = ("auto", "cpu", "cuda")
 
 #: Keys that change nothing about the trained model or its numbers; they are left out of
 #: the fingerprint that guards a checkpoint against resuming under another config.
-RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "data_root", "progress", "download", "tag")
+RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "data_root", "progress", "download", "tag", "eval_every")
+#: The tag of a validation run (``validation > 0``) given none: its numbers are never test numbers.
+VALIDATION_TAG = "validation"
 
 #: Keys of the grid, set with their own options rather than ``--set``.
 GRID_OPTIONS = {"method": "--methods", "dataset": "--datasets", "bits": "--bits", "seed": "--seeds"}
@@ -60,6 +62,10 @@ class RunConfig:
     data_root: str | None = None
     split_seed: int = 0
     topk: int | None = None  # None: the protocol's K
+    # Hold out this many training items (seeded by split_seed) as validation queries, searched
+    # against the database without them; the test queries are not touched. Recipe lengths
+    # and other choices are made on these numbers, never on the test queries.
+    validation: int = 0
     skip_corrupt: bool = False  # list files: leave out (and count) unreadable images instead of failing
     download: bool = False  # CIFAR-10: fetch torchvision's files into <data root>/cifar10 when missing
     # model
@@ -89,6 +95,9 @@ class RunConfig:
     num_workers: int = 2
     keep_checkpoint: bool = False
     progress: bool = True
+    # Every N epochs record the validation mAP in the history (needs validation > 0): one
+    # run gives the whole curve, and epoch E of it equals a run of E epochs (same schedule).
+    eval_every: int = 0
     # the method's own hyperparameters
     hparams: dict[str, Any] = field(default_factory=dict)
 
@@ -96,6 +105,11 @@ class RunConfig:
         check_bits(self.bits)
         check_int("seed", self.seed, 0)
         check_int("split_seed", self.split_seed, 0)
+        check_int("validation", self.validation, 0)
+        check_int("eval_every", self.eval_every, 0)
+        if self.eval_every and not self.validation:
+            raise HashbenchError("eval_every needs validation > 0 (held-out training items): a per-epoch mAP on "
+                                 "the test queries invites choosing the epoch on them")
         if self.topk is not None:
             check_int("topk", self.topk, 1)
         if self.tag is not None and (not isinstance(self.tag, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.tag)):
@@ -130,9 +144,15 @@ class RunConfig:
         return config_fingerprint(self.as_dict())
 
 
+#: Keys added after records of schema 2 were published, with the value under which they
+#: change nothing: left out of the fingerprint at that value, so older records still match.
+NEUTRAL_VALUES = {"validation": 0}
+
+
 def config_fingerprint(values: dict[str, Any]) -> str:
     """:meth:`RunConfig.fingerprint` of a config dict (as a record stores it)."""
-    shaping = {k: v for k, v in values.items() if k not in RUNTIME_KEYS}
+    shaping = {k: v for k, v in values.items()
+               if k not in RUNTIME_KEYS and not (k in NEUTRAL_VALUES and v == NEUTRAL_VALUES[k])}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -230,4 +250,6 @@ def resolve_config(
             else:
                 raise HashbenchError(unknown_key_message(key, method, list(hparams)))
     hparams = method_cls.check_params(hparams)
+    if values["validation"] and values["tag"] is None:
+        values["tag"] = VALIDATION_TAG
     return RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()

@@ -12,6 +12,7 @@ folder: ``listfile:DIR`` (DeepHash-style list files) and ``imagefolder:DIR``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class HashingDataset:
     source: str  # where the data came from, with a fingerprint of its content
     split_seed: int
     load_images: Callable[[], ImageStore] = field(repr=False)
+    validation: int = 0  # training items held out as the queries (see holdout)
 
     @cached_property
     def images(self) -> ImageStore:
@@ -63,6 +65,20 @@ class HashingDataset:
     def multi_label(self) -> bool:
         return bool((self.labels.sum(1) > 1).any())
 
+    def holdout(self, count: int) -> HashingDataset:
+        """This dataset with ``count`` training items (drawn with ``split_seed``) as its
+        queries, left out of training and of the database: a validation protocol on which
+        choices can be made without looking at the test queries, which it never touches."""
+        train = self.split.train
+        if not 0 < count <= len(train) - 2:
+            raise HashbenchError(f"validation must leave at least 2 of the {len(train)} training items of "
+                                 f"{self.name}; got {count}")
+        held = np.sort(np.random.default_rng(self.split_seed).choice(train, size=count, replace=False))
+        database = np.setdiff1d(self.split.database, held)
+        split = Split(train=np.setdiff1d(train, held), query=held, database=database)
+        topk = min(self.topk, len(database)) if self.topk else None
+        return dataclasses.replace(self, split=split, topk=topk, validation=count, load_images=lambda: self.images)
+
     def protocol(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -74,6 +90,7 @@ class HashingDataset:
             "split_digest": self.split.digest(),
             "source": self.source,
             "class_names": self.class_names,
+            **({"validation": self.validation} if self.validation else {}),
         }
 
 

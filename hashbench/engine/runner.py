@@ -202,6 +202,9 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     ranks = world()
     log = RunLog(folder) if ranks.is_main else (lambda message: None)
     timing: dict[str, Any] = {"started_at": _now(), "features_s": 0.0}
+    protocol_dataset = dataset  # the feature cache is keyed by the protocol's items, validation or not
+    if config.validation:
+        dataset = dataset.holdout(config.validation)
     device = resolve_device(config.device)
     if ranks.active and device.type == "cuda":
         device = torch.device("cuda", ranks.local_rank)
@@ -216,7 +219,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
             f"{'frozen (cached features)' if config.frozen_backbone else 'fine-tuned, augment ' + config.augment}")
     if config.frozen_backbone:
         t0 = time.perf_counter()
-        source, from_cache = cached_features(dataset, config.backbone, backbone, transform, device=device,
+        source, from_cache = cached_features(protocol_dataset, config.backbone, backbone, transform, device=device,
                                              num_workers=config.num_workers, progress=config.progress)
         if config.standardize_features:
             train_rows = source[torch.as_tensor(dataset.split.train)]
@@ -313,6 +316,8 @@ def fit(run: TrainingRun) -> None:
         seconds = time.perf_counter() - t0
         train_s += seconds
         entry = {"epoch": epoch + 1, "seconds": seconds, "lr": run.optimizer.param_groups[0]["lr"], **means}
+        if config.eval_every and (epoch + 1) % config.eval_every == 0:
+            entry["val_map"] = validation_map(run)
         run.history.append(entry)
         run.log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
         if run.ranks.is_main:
@@ -326,6 +331,19 @@ def fit(run: TrainingRun) -> None:
         bar.update(1)
     bar.close()
     run.timing.update(train_s=train_s, train_images_per_s=run.images_seen / train_s if train_s > 0 else None)
+
+
+def validation_map(run: TrainingRun) -> float | None:
+    """mAP@K (ties: expected) of the run's queries, which for a run with ``validation`` are
+    held-out training items (None on ranks other than 0)."""
+    split, dataset = run.dataset.split, run.dataset
+    query_codes = encode(run.encoder, run.method, split.query, run.ranks)
+    db_codes = encode(run.encoder, run.method, split.database, run.ranks)
+    if not run.ranks.is_main:
+        return None
+    return mean_average_precision(query_codes, db_codes, dataset.labels[torch.as_tensor(split.query)].numpy() > 0,
+                                  dataset.labels[torch.as_tensor(split.database)].numpy() > 0,
+                                  topk=run.config.topk or dataset.topk or len(split.database), ties="expected")
 
 
 @dataclass

@@ -1,0 +1,85 @@
+"""Where does each frozen-feature recipe sit on its validation curve? One run per method and
+code length trains ``--stretch`` times the recipe's epochs (same step schedule) on the
+training split minus ``--validation`` held-out items, recording their mAP (ties: expected)
+every ``recipe epochs / --points`` epochs. Epoch E of such a run is exactly a run of E
+epochs, so one run shows whether the recipe stops short of its best (under-trained) or
+past it (over-fitted), without ever looking at the test queries.
+
+Prints a Markdown table (and writes it to ``--out`` for the report notes): mean validation
+mAP over the code lengths at each point, the recipe's point marked, and whether the recipe
+is within ``--tolerance`` points of the curve's best.
+
+    python benchmarks/validation_curves.py --results results/cifar10-frozen --datasets cifar10 \\
+        --data-root ../shared/data --methods csq,orthohash,mlh --stretch 2 --set image_size=128
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from hashbench.config import parse_assignments, resolve_config
+from hashbench.data.datasets import get_dataset
+from hashbench.registry import METHODS
+from hashbench.results import iter_records
+
+TAG = "validation-curve"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, required=True)
+    parser.add_argument("--datasets", default="cifar10")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--methods", default="dpsh,hashnet,csq,orthohash,mlh")
+    parser.add_argument("--bits", default="16,32,64")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation", type=int, default=1000, help="held-out training items (default 1000)")
+    parser.add_argument("--stretch", type=int, default=2, help="train this many times the recipe's epochs")
+    parser.add_argument("--points", type=int, default=6, help="curve points per recipe length")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--tolerance", type=float, default=0.5, help="points of mAP (default 0.5)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    lines = [f"| method | dataset | recipe epochs | validation mAP by epoch (mean over {args.bits} bits; "
+             f"**recipe**) | best epoch | recipe within {args.tolerance} points of best |", "|---|---|---|---|---|---|"]
+    passed = True
+    for method in args.methods.split(","):
+        for dataset in args.datasets.split(","):
+            recipe = resolve_config(method=method, method_cls=METHODS.get(method), dataset=dataset,
+                                    dataset_defaults=get_dataset(dataset)[0].defaults, bits=32, seed=args.seed,
+                                    overrides={**parse_assignments(args.assignments), "frozen_backbone": True})
+            epochs = recipe.epochs
+            every = max(epochs // args.points, 1)
+            command = [sys.executable, "-m", "hashbench.cli", "run", "--methods", method, "--datasets", dataset,
+                       "--bits", args.bits, "--seeds", str(args.seed), "--frozen-backbone", "--no-progress",
+                       "--results", str(args.results), "--epochs", str(args.stretch * epochs),
+                       "--set", f"validation={args.validation}", "--set", f"eval_every={every}", "--set", f"tag={TAG}",
+                       *[f"--set={a}" for a in args.assignments]]
+            if args.data_root:
+                command += ["--data-root", args.data_root]
+            print("$ " + " ".join(command[2:]), flush=True)
+            subprocess.run(command, check=True)
+            curves = [[(e["epoch"], e["val_map"]) for e in record["history"] if e.get("val_map") is not None]
+                      for _, record in iter_records(args.results)
+                      if record["method"] == method and record["dataset"] == dataset and record.get("tag") == TAG
+                      and record["status"] == "done" and record["seed"] == args.seed]
+            mean = {epoch: 100 * sum(c[i][1] for c in curves) / len(curves) for i, (epoch, _) in enumerate(curves[0])}
+            best = max(mean, key=mean.get)
+            ok = mean[best] - mean[epochs] < args.tolerance
+            passed &= ok
+            cells = " · ".join(f"**{e}: {v:.1f}**" if e == epochs else f"{e}: {v:.1f}" for e, v in mean.items())
+            lines.append(f"| {method} | {dataset} | {epochs} | {cells} | {best} | "
+                         f"{'yes' if ok else f'NO ({mean[best] - mean[epochs]:+.1f})'} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    sys.exit(0 if passed else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Validation runs: held-out training items as queries, and a per-epoch curve on them that
+matches shorter runs, with the test queries never touched."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hashbench.config import RunConfig, config_fingerprint
+from hashbench.data import load_dataset
+from hashbench.results import run_dir
+from hashbench.validation import HashbenchError
+
+
+def test_holdout_draws_queries_from_training_items_only():
+    data = load_dataset("digits")
+    held = data.holdout(300)
+    split, original = held.split, data.split
+    assert len(split.query) == 300 and set(split.query) <= set(original.train)
+    assert not set(split.query) & set(split.train) and not set(split.query) & set(split.database)
+    assert not set(original.query) & (set(split.train) | set(split.query) | set(split.database))  # tests untouched
+    assert len(split.train) == len(original.train) - 300
+    np.testing.assert_array_equal(data.holdout(300).split.query, split.query)  # seeded by split_seed
+    assert held.protocol()["validation"] == 300 and "validation" not in data.protocol()
+    with pytest.raises(HashbenchError, match="validation must leave at least 2 of the 1597 training items"):
+        data.holdout(1596)
+
+
+def test_eval_every_needs_a_validation_split():
+    with pytest.raises(HashbenchError, match="eval_every needs validation > 0"):
+        RunConfig(method="csq", dataset="digits", bits=16, eval_every=2).validate()
+
+
+def test_configs_without_validation_keep_their_fingerprint():
+    """Records written before the key existed still match the config that made them."""
+    config = RunConfig(method="csq", dataset="digits", bits=16).as_dict()
+    older = {k: v for k, v in config.items() if k not in ("validation", "eval_every")}
+    assert config_fingerprint(config) == config_fingerprint(older)
+    assert config_fingerprint({**config, "validation": 100}) != config_fingerprint(older)
+
+
+def test_curve_point_equals_the_shorter_run(cli, tmp_path):
+    common = ["run", "--methods", "csq", "--bits", "16", "--results", tmp_path, "--no-progress",
+              "--set", "validation=300"]
+    # The first run in a process differs from later ones in the last float bits (CPU kernel
+    # selection), so the two runs compared here both come after another one.
+    assert cli(*common, "--epochs", "1", "--set", "tag=warm-up").exit_code == 0
+    assert cli(*common, "--epochs", "4", "--set", "eval_every=2", "--set", "tag=curve").exit_code == 0
+    assert cli(*common, "--epochs", "2").exit_code == 0
+    curve = json.loads((run_dir(tmp_path, "digits", "csq", 16, 0, "curve") / "result.json").read_text())
+    short = json.loads((run_dir(tmp_path, "digits", "csq", 16, 0, "validation") / "result.json").read_text())
+    assert [e.get("val_map") is not None for e in curve["history"]] == [False, True, False, True]
+    assert curve["history"][1]["val_map"] == short["metrics"]["map_expected@1297"]
+    assert curve["history"][3]["val_map"] == curve["metrics"]["map_expected@1297"]
+    assert short["tag"] == "validation" and short["protocol"]["validation"] == 300
+    assert short["protocol"]["sizes"] == {"train": 1297, "query": 300, "database": 1297}
