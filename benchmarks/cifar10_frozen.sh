@@ -12,7 +12,10 @@
 #                whose reference head is the linear one already, with seed 0 alone (120 epochs a run)
 #   ablation     the MLH ablation variants, cifar10 protocol
 #   convergence  each method's recipe against its schedule stretched x2 (tag "epochs-x2"), cifar10
-#   report       hashbench report into reports/cifar10-frozen with the notes and the convergence table
+#   curves       each recipe on its validation curve (1,000 held-out training items, seed 0): 3x the recipe
+#                for DPSH and HashNet, 2x for OrthoHash and MLH (a point every 1/6 recipe), then epoch by
+#                epoch up to 10 for OrthoHash and MLH and every 2 up to 30 for CSQ (tag "validation-curve-fine")
+#   report       hashbench report into reports/cifar10-frozen with the notes, convergence and curve tables
 set -euo pipefail
 shared=${HASHBENCH_SHARED:-../shared}
 results=${RESULTS:-results/cifar10-frozen}
@@ -24,7 +27,7 @@ ln -sf "$(realpath "$shared/weights/mobilenet_v2-b0353104.pth")" "$TORCH_HOME/hu
 common=(--data-root "$shared/data" --frozen-backbone --set image_size=128 --bits 16,32,64 --seeds 0,1,2
         --results "$results" --no-progress)
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(main equal-head ablation convergence report)
+[ ${#stages[@]} -eq 0 ] && stages=(main equal-head ablation convergence curves report)
 echo "cores: $(nproc --all); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}; stages: ${stages[*]}"
 for stage in "${stages[@]}"; do
   start=$(date +%s)
@@ -41,8 +44,16 @@ for stage in "${stages[@]}"; do
              --bits 16,32,64 --set image_size=128)
       "${check[@]}" --methods csq,dpsh --seeds 0 --out "$results/convergence-seed0.md" || true
       "${check[@]}" --methods hashnet,orthohash,mlh --seeds 0,1,2 --out "$results/convergence-3seeds.md" || true ;;
+    curves)
+      curve=(python benchmarks/validation_curves.py --results "$results" --datasets cifar10 --data-root "$shared/data"
+             --set image_size=128)
+      "${curve[@]}" --methods dpsh,hashnet --stretch 3 --out "$results/validation-curves-a.md" || true
+      "${curve[@]}" --methods orthohash,mlh --stretch 2 --out "$results/validation-curves-b.md" || true
+      fine=(--tag validation-curve-fine)
+      "${curve[@]}" "${fine[@]}" --methods orthohash,mlh --epochs 10 --every 1 --out "$results/validation-curves-c.md" || true
+      "${curve[@]}" "${fine[@]}" --methods csq --epochs 30 --every 2 --out "$results/validation-curves-d.md" || true ;;
     report) cat benchmarks/cifar10_frozen_notes.md "$results/convergence-seed0.md" "$results/convergence-3seeds.md" \
-              > "$results/notes.md"
+              "$results"/validation-curves-[abcd].md > "$results/notes.md"
             hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac

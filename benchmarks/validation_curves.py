@@ -25,8 +25,6 @@ from hashbench.data.datasets import get_dataset
 from hashbench.registry import METHODS
 from hashbench.results import iter_records
 
-TAG = "validation-curve"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -39,6 +37,9 @@ def main() -> None:
     parser.add_argument("--validation", type=int, default=1000, help="held-out training items (default 1000)")
     parser.add_argument("--stretch", type=int, default=2, help="train this many times the recipe's epochs")
     parser.add_argument("--points", type=int, default=6, help="curve points per recipe length")
+    parser.add_argument("--epochs", type=int, default=None, help="train this many epochs instead of --stretch x")
+    parser.add_argument("--every", type=int, default=None, help="a curve point every this many epochs instead")
+    parser.add_argument("--tag", default="validation-curve")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tolerance", type=float, default=0.5, help="points of mAP (default 0.5)")
     parser.add_argument("--out", type=Path, default=None)
@@ -53,11 +54,12 @@ def main() -> None:
                                     dataset_defaults=get_dataset(dataset)[0].defaults, bits=32, seed=args.seed,
                                     overrides={**parse_assignments(args.assignments), "frozen_backbone": True})
             epochs = recipe.epochs
-            every = max(epochs // args.points, 1)
+            every = args.every or max(epochs // args.points, 1)
             command = [sys.executable, "-m", "hashbench.cli", "run", "--methods", method, "--datasets", dataset,
                        "--bits", args.bits, "--seeds", str(args.seed), "--frozen-backbone", "--no-progress",
-                       "--results", str(args.results), "--epochs", str(args.stretch * epochs),
-                       "--set", f"validation={args.validation}", "--set", f"eval_every={every}", "--set", f"tag={TAG}",
+                       "--results", str(args.results), "--epochs", str(args.epochs or args.stretch * epochs),
+                       "--set", f"validation={args.validation}", "--set", f"eval_every={every}",
+                       "--set", f"tag={args.tag}",
                        *[f"--set={a}" for a in args.assignments]]
             if args.data_root:
                 command += ["--data-root", args.data_root]
@@ -65,15 +67,15 @@ def main() -> None:
             subprocess.run(command, check=True)
             curves = [[(e["epoch"], e["val_map"]) for e in record["history"] if e.get("val_map") is not None]
                       for _, record in iter_records(args.results)
-                      if record["method"] == method and record["dataset"] == dataset and record.get("tag") == TAG
+                      if record["method"] == method and record["dataset"] == dataset and record.get("tag") == args.tag
                       and record["status"] == "done" and record["seed"] == args.seed]
             mean = {epoch: 100 * sum(c[i][1] for c in curves) / len(curves) for i, (epoch, _) in enumerate(curves[0])}
             best = max(mean, key=mean.get)
-            ok = mean[best] - mean[epochs] < args.tolerance
+            ok = epochs in mean and mean[best] - mean[epochs] < args.tolerance
             passed &= ok
             cells = " · ".join(f"**{e}: {v:.1f}**" if e == epochs else f"{e}: {v:.1f}" for e, v in mean.items())
-            lines.append(f"| {method} | {dataset} | {epochs} | {cells} | {best} | "
-                         f"{'yes' if ok else f'NO ({mean[best] - mean[epochs]:+.1f})'} |")
+            verdict = "yes" if ok else ("NO" if epochs not in mean else f"NO ({mean[best] - mean[epochs]:+.1f})")
+            lines.append(f"| {method} | {dataset} | {epochs} | {cells} | {best} | {verdict} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
