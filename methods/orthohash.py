@@ -79,7 +79,12 @@ class OrthoHash(HashMethod):
         "optimizer": "adam", "lr": 1e-4, "backbone_lr_mult": 0.1, "weight_decay": 5e-4, "batch_size": 256,
         "epochs": 100, "scheduler": "step", "lr_step": 80, "lr_gamma": 0.1, "augment": "crop_flip",
     }
-    frozen_train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "epochs": 30, "lr_step": 24, "batch_size": 128}
+    # Cached features: a head at lr 1e-3 peaks within a few epochs and then over-fits the
+    # 5,000 training images. On the validation curve (benchmarks/validation_curves.py: 1,000
+    # held-out training items of cifar10, seed 0, mean over 16/32/64 bits) mAP is best at 4
+    # epochs (48.7) and 5 points lower at the former 30 (43.6), so the recipe stops at 4; the
+    # step at 24 is never reached and is kept so that the recipe is exactly a point of that curve.
+    frozen_train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "epochs": 4, "lr_step": 24, "batch_size": 128}
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "cifar10*": {"margin": 0.3, "augment": "flip_jitter"}, "nuswide*": {"augment": "random_crop_flip"},
         "coco": {"augment": "flip"},
