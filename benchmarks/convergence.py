@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from grid_options import add_grid_options
 
 from hashbench.results import iter_records, records_frame
 
@@ -34,14 +35,8 @@ def hashbench(*args: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", type=Path, required=True)
-    parser.add_argument("--datasets", default="cifar10")
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--methods", default="dpsh,hashnet,csq,orthohash,mlh")
-    parser.add_argument("--bits", default="16,32,64")
+    add_grid_options(parser)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--tolerance", type=float, default=0.5, help="points of mAP (default 0.5)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
