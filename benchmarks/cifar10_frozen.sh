@@ -13,7 +13,7 @@
 #   ablation     the MLH ablation variants, cifar10 protocol
 #   convergence  each method's recipe against its schedule stretched x2 (tag "epochs-x2"), cifar10
 #   curves       each recipe on its validation curve (1,000 held-out training items, seed 0): 3x the recipe
-#                for DPSH and HashNet, 2x for OrthoHash and MLH (a point every 1/6 recipe), then epoch by
+#                for DPSH and HashNet, 60 epochs for OrthoHash and MLH (a point every 5), then epoch by
 #                epoch up to 10 for OrthoHash and MLH and every 2 up to 30 for CSQ (tag "validation-curve-fine")
 #   report       hashbench report into reports/cifar10-frozen with the notes, convergence and curve tables
 set -euo pipefail
@@ -48,7 +48,7 @@ for stage in "${stages[@]}"; do
       curve=(python benchmarks/validation_curves.py --results "$results" --datasets cifar10 --data-root "$shared/data"
              --set image_size=128)
       "${curve[@]}" --methods dpsh,hashnet --stretch 3 --out "$results/validation-curves-a.md" || true
-      "${curve[@]}" --methods orthohash,mlh --stretch 2 --out "$results/validation-curves-b.md" || true
+      "${curve[@]}" --methods orthohash,mlh --epochs 60 --every 5 --out "$results/validation-curves-b.md" || true
       fine=(--tag validation-curve-fine)
       "${curve[@]}" "${fine[@]}" --methods orthohash,mlh --epochs 10 --every 1 --out "$results/validation-curves-c.md" || true
       "${curve[@]}" "${fine[@]}" --methods csq --epochs 30 --every 2 --out "$results/validation-curves-d.md" || true ;;

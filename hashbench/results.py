@@ -126,9 +126,18 @@ def versions() -> dict[str, str | None]:
 
 
 def iter_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every ``(run folder, record)`` under ``root`` in path order; archived records in ``history/`` are skipped."""
-    return [(path.parent, json.loads(path.read_text())) for path in sorted(Path(root).glob(f"**/{RECORD}"))
-            if "history" not in path.relative_to(root).parts]
+    """Every ``(run folder, record)`` under ``root`` in path order; archived records in
+    ``history/`` are skipped, and so is a record that vanishes between listing and reading
+    (another process's ``--force`` archives it just before writing the new one)."""
+    found = []
+    for path in sorted(Path(root).glob(f"**/{RECORD}")):
+        if "history" in path.relative_to(root).parts:
+            continue
+        try:
+            found.append((path.parent, json.loads(path.read_text())))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def load_records(root: str | Path) -> pd.DataFrame:

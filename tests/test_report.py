@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from hashbench.eval import evaluate
-from hashbench.results import records_frame, run_dir, save_codes, write_record
+from hashbench.results import iter_records, records_frame, run_dir, save_codes, write_record
 
 METHODS = ["csq", "mlh", "mlh-center"]
 ABLATION_OF = {"mlh-center": "mlh"}
@@ -335,3 +335,18 @@ def test_tsne_colours_by_class_or_by_number_of_labels():
     assert multi.axes[0].get_legend() is None and len(multi.axes) == 2  # the plot and its colour bar
     assert "colour: number of labels" in multi.axes[0].get_title()
     assert multi.axes[1].get_ylabel() == "labels per image"
+
+
+def test_a_record_archived_while_records_are_listed_is_skipped(tmp_path, monkeypatch):
+    """Another process's --force moves a record to history/ between the listing and the read."""
+    for seed in (0, 1):
+        write_record(run_dir(tmp_path, "toy", "csq", 16, seed), {"method": "csq", "seed": seed, "status": "done"})
+    real_glob = Path.glob
+
+    def listing_then_archive(self, pattern):
+        paths = list(real_glob(self, pattern))
+        (run_dir(tmp_path, "toy", "csq", 16, 0) / "result.json").unlink()
+        return iter(paths)
+
+    monkeypatch.setattr(Path, "glob", listing_then_archive)
+    assert [record["seed"] for _, record in iter_records(tmp_path)] == [1]
