@@ -71,9 +71,9 @@ def main() -> None:
             ok = on_curve and mean[best] - mean[epochs] < args.tolerance
             passed &= ok or not on_curve  # a finer curve that stops short of the recipe only shows its start
             cells = " · ".join(f"**{e}: {v:.1f}**" if e == epochs else f"{e}: {v:.1f}" for e, v in mean.items())
-            verdict = "yes" if ok else f"NO ({mean[epochs] - mean[best]:+.1f})"
-            if not on_curve:
-                verdict = "(recipe off this curve)"
+            verdict = "(recipe off this curve)"
+            if on_curve:
+                verdict = "yes" if ok else f"NO ({mean[epochs] - mean[best]:+.1f})"
             lines.append(f"| {method} | {dataset} | {epochs} | {cells} | {best} | {verdict} |")
     text = "\n".join(lines) + "\n"
     print(text)
