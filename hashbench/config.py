@@ -101,6 +101,10 @@ class RunConfig:
     # the method's own hyperparameters
     hparams: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.validation and self.tag is None:  # validation numbers never land among test numbers
+            self.tag = VALIDATION_TAG
+
     def validate(self) -> RunConfig:
         check_bits(self.bits)
         check_int("seed", self.seed, 0)
@@ -250,6 +254,4 @@ def resolve_config(
             else:
                 raise HashbenchError(unknown_key_message(key, method, list(hparams)))
     hparams = method_cls.check_params(hparams)
-    if values["validation"] and values["tag"] is None:
-        values["tag"] = VALIDATION_TAG
     return RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()

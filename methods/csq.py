@@ -26,6 +26,11 @@ Reference code: github.com/yuanli2333/Hadamard-Matrix-for-hashing (``network.py`
 
 ``head=linear`` gives DeepHash-pytorch's CSQ (one Linear + tanh), which hashbench used
 before; it is kept for that comparison.
+
+Cached-feature recipe (hashbench's, with ``--frozen-backbone``; the reference always
+fine-tunes): the reference recipe cut to 2 epochs, the best point of the validation curve
+on CIFAR-10 features (``benchmarks/validation_curves.py``), since the MLP head over-fits
+5,000 training images at once.
 """
 
 from __future__ import annotations

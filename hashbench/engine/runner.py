@@ -333,17 +333,28 @@ def fit(run: TrainingRun) -> None:
     run.timing.update(train_s=train_s, train_images_per_s=run.images_seen / train_s if train_s > 0 else None)
 
 
+def encode_split(run: TrainingRun, *, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the run's queries and database under its current weights (every rank takes part)."""
+    split = run.dataset.split
+    return (encode(run.encoder, run.method, split.query, run.ranks, desc="encode queries", show_progress=show_progress),
+            encode(run.encoder, run.method, split.database, run.ranks, desc="encode database",
+                   show_progress=show_progress))
+
+
+def relevance(run: TrainingRun) -> tuple[np.ndarray, np.ndarray, int]:
+    """Query and database labels as booleans, and the mAP cut-off K of the run."""
+    split, labels = run.dataset.split, run.dataset.labels.numpy() > 0
+    return labels[split.query], labels[split.database], run.config.topk or run.dataset.topk or len(split.database)
+
+
 def validation_map(run: TrainingRun) -> float | None:
     """mAP@K (ties: expected) of the run's queries, which for a run with ``validation`` are
     held-out training items (None on ranks other than 0)."""
-    split, dataset = run.dataset.split, run.dataset
-    query_codes = encode(run.encoder, run.method, split.query, run.ranks)
-    db_codes = encode(run.encoder, run.method, split.database, run.ranks)
+    query_codes, db_codes = encode_split(run)
     if not run.ranks.is_main:
         return None
-    return mean_average_precision(query_codes, db_codes, dataset.labels[torch.as_tensor(split.query)].numpy() > 0,
-                                  dataset.labels[torch.as_tensor(split.database)].numpy() > 0,
-                                  topk=run.config.topk or dataset.topk or len(split.database), ties="expected")
+    query_labels, db_labels, topk = relevance(run)
+    return mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
 
 
 @dataclass
@@ -358,18 +369,14 @@ def evaluate_run(run: TrainingRun) -> Evaluation | None:
     Hamming distance broken by database index (the literature's figure) and
     ``map_expected@K``, its expectation over random orders within ties (independent of
     the database's order, the figure the report shows first)."""
-    split, dataset = run.dataset.split, run.dataset
+    split = run.dataset.split
     t0 = time.perf_counter()
-    show = run.config.progress and not run.config.frozen_backbone  # encoding cached features takes no time
-    query_codes = encode(run.encoder, run.method, split.query, run.ranks, desc="encode queries", show_progress=show)
-    db_codes = encode(run.encoder, run.method, split.database, run.ranks, desc="encode database",
-                      show_progress=show)
+    # encoding cached features takes no time: no progress bar for it
+    query_codes, db_codes = encode_split(run, show_progress=run.config.progress and not run.config.frozen_backbone)
     run.timing["encode_s"] = time.perf_counter() - t0
     if not run.ranks.is_main:
         return None
-    topk = run.config.topk or dataset.topk or len(split.database)
-    query_labels = dataset.labels[torch.as_tensor(split.query)].numpy() > 0
-    db_labels = dataset.labels[torch.as_tensor(split.database)].numpy() > 0
+    query_labels, db_labels, topk = relevance(run)
     t0 = time.perf_counter()
     result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties="index")
     expected = mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
