@@ -13,6 +13,7 @@ per rank, as usual with DDP. Only rank 0 writes checkpoints, records and codes.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import os
 import warnings
@@ -48,7 +49,19 @@ def world() -> World:
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+        atexit.register(shutdown)
     return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def shutdown() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    Left to interpreter teardown, gloo's worker threads can be destroyed while still
+    joinable, and the process aborts ("terminate called without an active exception")
+    after its work is done, failing a finished torchrun job.
+    """
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def gather_with_grad(value: Any) -> Any:
