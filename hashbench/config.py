@@ -241,8 +241,13 @@ def resolve_config(
     user = dict(overrides)
     if "backbone" in user and not {"weights", "weights_path"} & set(user):
         user["weights"] = "DEFAULT"  # a dataset's default weights belong to its default backbone
-    frozen = user.get("frozen_backbone", dataset_defaults.get("frozen_backbone", False))
     layers = [method_cls.train_defaults, dataset_defaults, *method_layers(method_cls, dataset)]
+    frozen = False
+    for layer in [*layers, user]:
+        frozen = layer.get("frozen_backbone", frozen)
+    if method_cls.closed_form and frozen is not True:
+        raise HashbenchError(f"{method} is fitted in closed form on fixed features and cannot fine-tune a backbone; "
+                             "drop --fine-tune (or frozen_backbone=false)")
     if frozen:
         layers.append(method_cls.frozen_train_defaults)
     for layer in [*layers, user]:

@@ -16,10 +16,15 @@ A method is a ``torch.nn.Module`` that sits on top of the backbone's features. I
   several branches) and says which tensor gives the codes in ``codes``; the runner
   binarises that with ``>= 0``;
 * computes its loss in ``loss(output, *, labels, index, step)`` and returns named terms with
-  the weighted total under ``"loss"``, so every term is logged from the first step.
+  the weighted total under ``"loss"``, so every term is logged from the first step;
+* or, for a shallow method (LSH, ITQ, SDH ...), is fitted in closed form: it overrides
+  ``fit(features, labels)``, which the runner calls once with the training split's fixed
+  features, keeps what it learns in buffers and has no trainable parameters.
 
 Labels always arrive as multi-hot float rows, so single- and multi-label data share one
 code path; ``index`` holds the training-set positions of the batch (for code memories).
+A label-free method (``supervised = False``) never sees labels: the runner passes None
+to ``on_fit_start``, ``loss`` and ``fit``.
 The runner owns everything else: data, devices, precision, the loop, checkpoints,
 evaluation and records. Build a method with :func:`create_method`.
 """
@@ -165,9 +170,17 @@ class HashMethod(nn.Module):
     ablation_of: ClassVar[str | None] = None
     #: False for label-free methods.
     supervised: ClassVar[bool] = True
+    #: The family the report groups the method under in its figures (one panel each):
+    #: ``pairwise`` (pairwise or triplet similarity), ``center`` (hash centers, proxies,
+    #: codebooks), ``classification`` (a classifier on the codes), ``mutual`` (MLH),
+    #: ``unsupervised`` (label-free), ``shallow`` (closed-form fits on features).
+    family: ClassVar[str] = "other"
+    #: True for a method fitted in closed form by ``fit`` (derived: the class overrides it).
+    closed_form: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls.closed_form = cls.fit is not HashMethod.fit
         if "params" in cls.__dict__:
             cls.defaults = {key: param.default for key, param in cls.params.items()}
         elif "defaults" in cls.__dict__:  # a plugin that declares plain defaults
@@ -205,8 +218,9 @@ class HashMethod(nn.Module):
         self.seed = seed
 
     # -- lifecycle hooks (no-ops by default) -------------------------------------------
-    def on_fit_start(self, train_labels: torch.Tensor) -> None:
-        """Called once before training with the multi-hot labels of the whole train set."""
+    def on_fit_start(self, train_labels: torch.Tensor | None) -> None:
+        """Called once before training with the multi-hot labels of the whole train set
+        (None for a label-free method)."""
 
     def on_step_start(self, step: int) -> None:
         """Called before each optimisation step (0-based, counted over the whole run)."""
@@ -220,7 +234,13 @@ class HashMethod(nn.Module):
     def forward(self, features: torch.Tensor) -> Any:
         raise NotImplementedError
 
-    def loss(self, output: Any, *, labels: torch.Tensor, index: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def loss(self, output: Any, *, labels: torch.Tensor | None, index: torch.Tensor, step: int
+             ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def fit(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
+        """Closed-form methods: set the method's state from the training split's features
+        (N, D) and, for a supervised method, their multi-hot labels (None otherwise)."""
         raise NotImplementedError
 
     def codes(self, output: Any) -> torch.Tensor:

@@ -146,7 +146,7 @@ def load_records(root: str | Path) -> pd.DataFrame:
 
 
 #: The identity and normalised columns of :func:`records_frame`, before the ``metric.*`` and ``timing.*`` ones.
-RECORD_COLUMNS = ["method", "dataset", "bits", "seed", "tag", "ablation_of", "supervised", "status", "reason",
+RECORD_COLUMNS = ["method", "dataset", "bits", "seed", "tag", "ablation_of", "supervised", "family", "status", "reason",
                   "backbone", "weights", "topk", "map_index", "map_expected", "path"]
 
 
@@ -161,6 +161,17 @@ def _map_at_topk(record: dict[str, Any], topk: int | None) -> tuple[float | None
     ties = (record.get("config") or {}).get("ties", "index")
     value = metrics.get("map")
     return (value if ties == "index" else None), (value if ties == "expected" else None)
+
+
+def registered_family(method: str) -> str:
+    """The family of a method whose record predates ``method_info.family``: the registry's, or
+    ``other`` for a method no installed package provides."""
+    from hashbench.registry import METHODS, UnknownNameError
+
+    try:
+        return METHODS.get(method).family
+    except (UnknownNameError, ImportError, AttributeError):
+        return "other"
 
 
 def records_frame(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
@@ -182,7 +193,8 @@ def records_frame(records: list[tuple[Path, dict[str, Any]]]) -> pd.DataFrame:
             "seed": record["seed"],
             "tag": record.get("tag"),
             "ablation_of": method_info.get("ablation_of"),
-            "supervised": method_info.get("supervised"),
+            "supervised": method_info.get("supervised", True),
+            "family": method_info.get("family") or registered_family(record["method"]),
             "status": record["status"],
             "reason": record.get("reason"),
             "backbone": (record.get("backbone") or {}).get("name"),

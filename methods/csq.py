@@ -69,6 +69,7 @@ class CSQ(HashMethod):
     """CSQ (CVPR 2020): pull each code to its class's Hadamard hash center by BCE."""
 
     name = "csq"
+    family = "center"
     summary = "CSQ (Yuan et al., CVPR 2020): Hadamard hash centers + BCE + quantization"
     params: ClassVar[dict[str, Param]] = {
         "center_weight": real(1.0, 0.0),

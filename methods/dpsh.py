@@ -43,6 +43,7 @@ class DPSH(HashMethod):
     """DPSH (IJCAI 2016): pairwise likelihood against a memory of all training codes."""
 
     name = "dpsh"
+    family = "pairwise"
     summary = "DPSH (Li et al., IJCAI 2016): pairwise likelihood on inner products + quantization"
     params: ClassVar[dict[str, Param]] = {
         "eta": real(50.0, 0.0, help="weight of the quantization term"),

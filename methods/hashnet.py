@@ -62,6 +62,7 @@ class HashNet(HashMethod):
     """HashNet (ICCV 2017): balanced pairwise cross-entropy with a tanh(beta z) continuation."""
 
     name = "hashnet"
+    family = "pairwise"
     summary = "HashNet (Cao et al., ICCV 2017): weighted pairwise cross-entropy + tanh continuation"
     params: ClassVar[dict[str, Param]] = {
         "alpha": real(None, 0.0, open_low=True, nullable=True, help="scale of inner products; none: 10 / bits"),

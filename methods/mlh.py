@@ -192,6 +192,7 @@ class MLH(HashMethod):
     """MLH (2025): center branch + pairwise branch + shared Mixture-of-Hash-Experts + mutual loss."""
 
     name = "mlh"
+    family = "mutual"
     summary = "MLH (Ma et al., 2025): center + pairwise branches, shared hash experts, mutual loss"
     architecture: ClassVar[str] = "moh"
     branches: ClassVar[str] = "both"

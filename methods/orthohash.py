@@ -70,6 +70,7 @@ class OrthoHash(HashMethod):
     """OrthoHash (NeurIPS 2021): one cosine-margin cross-entropy against orthogonal codes."""
 
     name = "orthohash"
+    family = "center"
     summary = "OrthoHash (Hoe et al., NeurIPS 2021): cosine-margin CE against a +/-1 codebook"
     params: ClassVar[dict[str, Param]] = {
         "scale": real(8.0, 0.0, open_low=True),

@@ -25,7 +25,7 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def fake_run(root: Path, method: str, bits: int, seed: int, quality: float, *, dataset: str = "toy",
-             tag: str | None = None, protocol: dict | None = None) -> dict[str, float]:
+             tag: str | None = None, protocol: dict | None = None, supervised: bool = True) -> dict[str, float]:
     """Codes = class prototype with a fraction of bits flipped; a better method flips fewer.
 
     The database is sorted by descending class and most queries are of class 0, so breaking
@@ -46,7 +46,7 @@ def fake_run(root: Path, method: str, bits: int, seed: int, quality: float, *, d
     expected = evaluate(q, d, ql, dl, topks=(100,), ties="expected")
     write_record(folder, {
         "schema": 2, "method": method, "dataset": dataset, "bits": bits, "seed": seed, "tag": tag, "status": "done",
-        "method_info": {"ablation_of": ABLATION_OF.get(method), "supervised": True},
+        "method_info": {"ablation_of": ABLATION_OF.get(method), "supervised": supervised},
         "backbone": {"name": "small_cnn", "weights": None},
         "protocol": {"topk": 100, **(protocol or {})},
         "metrics": {"topk": 100, **by_index.as_dict(), "map_expected@100": expected.maps[100]},
@@ -206,6 +206,20 @@ def test_report_filters(cli, results, tmp_path):
     assert bad.exit_code != 0 and "no records match" in bad.output
 
 
+def test_label_free_methods_get_a_table_of_their_own(cli, tmp_path):
+    root, out = tmp_path / "results", tmp_path / "reports"
+    fake_run(root, "csq", 16, 0, quality=0.1)
+    fake_run(root, "itq", 16, 0, quality=0.2, supervised=False)
+    assert cli("report", "--results", root, "--out", out, "--no-figures").exit_code == 0
+    supervised, label_free = (out / "map.md").read_text(), (out / "map_unsupervised.md").read_text()
+    assert "supervised methods (trained with labels)" in supervised and "| csq" in supervised
+    assert "itq" not in supervised
+    assert "unsupervised methods (no labels in training)" in label_free and "| itq" in label_free
+    assert "csq" not in label_free
+    page = (out / "README.md").read_text()
+    assert page.index("supervised methods (trained") < page.index("unsupervised methods (no labels")
+
+
 def test_records_frame_normalises_map_columns():
     """Tables read ``map_index``/``map_expected`` whatever K is; a schema-1 record fills the one its ties rule gave."""
     def record(schema: int, metrics: dict, ties: str = "index") -> dict:
@@ -312,12 +326,44 @@ def toy_codes(multi_label: bool) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize(("multi_label", "names"), [(False, ["same class", "different class"]),
                                                     (True, ["shares a label", "shares none"])])
 def test_code_distance_legend_names_the_pairs_it_counts(multi_label, names):
-    from hashbench.analysis.figures import code_distribution_figure
+    from hashbench.analysis.figures import code_distribution_figure, method_styles
 
     codes = toy_codes(multi_label)
-    figure = code_distribution_figure({"csq": codes, "mlh": codes}, {"csq": "red", "mlh": "blue"}, "t",
-                                      multi_label=multi_label)
+    figure = code_distribution_figure({"csq": codes, "mlh": codes}, method_styles({"csq": "center", "mlh": "mutual"}),
+                                      "t", multi_label=multi_label)
     assert [text.get_text() for text in figure.axes[0].get_legend().get_texts()] == names
+
+
+def test_every_method_keeps_one_distinct_style_and_panels_group_families():
+    """At 20+ methods no two look alike: (colour, marker) is unique per method, colours are
+    distinct within a family's panel, and each panel draws its family in colour over the
+    other families in grey."""
+    from hashbench.analysis.figures import CONTEXT_GREY, method_styles, pr_figure
+    from hashbench.eval import evaluate
+    from hashbench.registry import METHODS
+
+    families = {name: METHODS.get(name).family for name in METHODS.names()}
+    families.update({f"plugin{i}": "pairwise" for i in range(12)})  # more than the palette holds
+    styles = method_styles(families)
+    looks = {(s.colour, s.marker, s.filled) for s in styles.values()}
+    assert len(looks) == len(styles)
+    for family in set(families.values()):
+        members = [styles[m] for m in families if families[m] == family]
+        assert len({(s.colour, s.filled) for s in members}) == len(members)
+        assert len({s.marker for s in members}) == 1
+    assert styles == method_styles(dict(reversed(list(families.items()))))  # not order-dependent
+
+    codes = toy_codes(False)
+    result = evaluate(codes["query_codes"], codes["database_codes"], codes["query_labels"],
+                      codes["database_labels"], topks=(60,))
+    shown = {"csq": "center", "orthohash": "center", "dpsh": "pairwise", "ce": "classification"}
+    figure = pr_figure({m: [result] for m in shown}, method_styles(shown), "t")
+    panels = {ax.get_title(): ax for ax in figure.axes if ax.get_visible()}
+    assert list(panels) == ["pairwise", "center", "classification"]
+    center = panels["center"]
+    assert sorted(t.get_text() for t in center.get_legend().get_texts()) == ["csq", "orthohash"]
+    greys = [line for line in center.get_lines() if line.get_color() == CONTEXT_GREY]
+    assert len(greys) == 2 and len(center.get_lines()) == 4
 
 
 def test_tsne_colours_by_class_or_by_number_of_labels():

@@ -1,13 +1,16 @@
 """Figures from the saved codes and records: PR curves by Hamming radius, precision@N,
 t-SNE of database codes, code-distance distributions and training curves.
 
-Each figure is written as PNG (for reading) and PDF (for papers) under ``figures/``; one
-colour per method, the same in every figure, from seaborn's colour-blind palette.
+Each figure is written as PNG (for reading) and PDF (for papers) under ``figures/``. Every
+method keeps one colour and marker in every figure (:func:`method_styles`); curves are drawn
+on one panel per method family (pairwise, center, classification, ...), the family's
+methods in colour over the others in grey, so figures stay readable at twenty methods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -27,10 +30,81 @@ PAIR_SAMPLE = 500
 SEED = 0
 
 
-def method_colours(methods: Iterable[str]) -> dict[str, tuple[float, float, float]]:
-    names = sorted(set(methods))
-    palette = sns.color_palette("colorblind", n_colors=max(len(names), 1))
-    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+#: Panel order of the method families (``HashMethod.family``); unknown families come last.
+FAMILY_ORDER = ("pairwise", "center", "classification", "mutual", "shallow", "unsupervised", "other")
+#: One marker per family, so a method's (colour, marker) pair is unique across the report.
+FAMILY_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: Colours within a family; a family of more methods than this cycles with a hollow marker.
+PALETTE_SIZE = 10
+CONTEXT_GREY = (0.78, 0.78, 0.78)
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one method is drawn in every figure of a report."""
+
+    colour: tuple[float, float, float]
+    marker: str
+    family: str
+    filled: bool = True
+
+
+def family_rank(family: str) -> int:
+    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER) - 1
+
+
+def method_styles(families: dict[str, str]) -> dict[str, Style]:
+    """Method -> :class:`Style`, from method -> family. Colours are assigned within each
+    family from seaborn's colour-blind palette, so the methods of one panel never share a
+    colour; the marker is the family's, so no two methods of a report look alike."""
+    palette = sns.color_palette("colorblind", n_colors=PALETTE_SIZE)
+    styles: dict[str, Style] = {}
+    by_family: dict[str, list[str]] = {}
+    for method, family in families.items():
+        by_family.setdefault(family, []).append(method)
+    for family, methods in by_family.items():
+        marker = FAMILY_MARKERS[family_rank(family) % len(FAMILY_MARKERS)]
+        for i, method in enumerate(sorted(methods)):
+            styles[method] = Style(palette[i % PALETTE_SIZE], marker, family, filled=i < PALETTE_SIZE)
+    return styles
+
+
+def _line_style(style: Style) -> dict[str, object]:
+    return {"color": style.colour, "marker": style.marker, "markersize": 3,
+            "markerfacecolor": style.colour if style.filled else "white"}
+
+
+def family_panels(styles: dict[str, Style], methods: Iterable[str], title: str, *, share: bool = True
+                  ) -> tuple[plt.Figure, dict[str, plt.Axes]]:
+    """One panel per family among ``methods``, in :data:`FAMILY_ORDER`, at most three a row."""
+    families = sorted({styles[m].family for m in methods}, key=lambda f: (family_rank(f), f))
+    columns = min(3, len(families))
+    rows = -(-len(families) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 3.3 * rows + 0.5), sharex=share, sharey=share,
+                             squeeze=False)
+    for ax in list(axes.flat)[len(families):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig, dict(zip(families, axes.flat, strict=False))
+
+
+def draw_by_family(series: dict[str, tuple[np.ndarray, np.ndarray]], styles: dict[str, Style], title: str,
+                   *, xlabel: str, ylabel: str, **axis: object) -> plt.Figure:
+    """Curves (method -> (x, y)) on one panel per family: the family's methods in their
+    colours over every other method's curve in grey, so each panel is readable at 20+
+    methods and still shows where its family stands among all."""
+    fig, panels = family_panels(styles, series, title)
+    for family, ax in panels.items():
+        for method, (x, y) in sorted(series.items()):
+            if styles[method].family != family:
+                ax.plot(x, y, color=CONTEXT_GREY, linewidth=0.8, zorder=1)
+        for method, (x, y) in sorted(series.items()):
+            if styles[method].family == family:
+                ax.plot(x, y, label=method, zorder=2, **_line_style(styles[method]))
+        ax.set(title=family, xlabel=xlabel, ylabel=ylabel, **axis)
+        ax.legend(fontsize=6.5)
+    fig.tight_layout()
+    return fig
 
 
 def _save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
@@ -63,25 +137,20 @@ def curves_by_method(runs: pd.DataFrame, codes_of: dict[str, Codes]) -> dict[str
     return out
 
 
-def pr_figure(curves: dict[str, list[RetrievalResult]], colours: dict, title: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(4.2, 3.4))
-    for method, results in sorted(curves.items()):
-        precision = np.mean([r.radius_precision for r in results], axis=0)
-        recall = np.mean([r.radius_recall for r in results], axis=0)
-        ax.plot(recall, precision, marker="o", markersize=2.5, label=method, color=colours[method])
-    ax.set(xlabel="Recall", ylabel="Precision", title=title, xlim=(0, 1.02), ylim=(0, 1.02))
-    ax.legend(fontsize=7)
-    return fig
+def pr_figure(curves: dict[str, list[RetrievalResult]], styles: dict[str, Style], title: str) -> plt.Figure:
+    series = {method: (np.mean([r.radius_recall for r in results], axis=0),
+                       np.mean([r.radius_precision for r in results], axis=0))
+              for method, results in curves.items()}
+    return draw_by_family(series, styles, title, xlabel="Recall", ylabel="Precision", xlim=(0, 1.02),
+                          ylim=(0, 1.02))
 
 
-def precision_at_n_figure(curves: dict[str, list[RetrievalResult]], colours: dict, title: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(4.2, 3.4))
-    for method, results in sorted(curves.items()):
-        ax.plot(results[0].cutoffs, np.mean([r.precision_at for r in results], axis=0), marker="o", markersize=2.5,
-                label=method, color=colours[method])
-    ax.set(xlabel="Number of top retrieved items N", ylabel="Precision@N", title=title, ylim=(0, 1.02))
-    ax.legend(fontsize=7)
-    return fig
+def precision_at_n_figure(curves: dict[str, list[RetrievalResult]], styles: dict[str, Style], title: str
+                          ) -> plt.Figure:
+    series = {method: (results[0].cutoffs, np.mean([r.precision_at for r in results], axis=0))
+              for method, results in curves.items()}
+    return draw_by_family(series, styles, title, xlabel="Number of top retrieved items N", ylabel="Precision@N",
+                          ylim=(0, 1.02))
 
 
 def pair_names(multi_label: bool) -> tuple[str, str]:
@@ -148,11 +217,11 @@ def pair_distances(codes: Codes) -> tuple[np.ndarray, np.ndarray, int]:
     return distance[shared], distance[~shared], q.shape[1]
 
 
-def code_distribution_figure(codes_by_method: dict[str, Codes], colours: dict, title: str, *,
+def code_distribution_figure(codes_by_method: dict[str, Codes], styles: dict[str, Style], title: str, *,
                              multi_label: bool) -> plt.Figure:
     """In the spirit of the MLH paper's Fig. 5: distance histograms of relevant vs irrelevant
     pairs, named as the data defines them (same class, or shares a label)."""
-    order = sorted(codes_by_method)
+    order = sorted(codes_by_method, key=lambda m: (family_rank(styles[m].family), styles[m].family, m))
     columns = min(5, len(order))
     rows = -(-len(order) // columns)
     relevant_name, irrelevant_name = pair_names(multi_label)
@@ -160,7 +229,8 @@ def code_distribution_figure(codes_by_method: dict[str, Codes], colours: dict, t
     for ax, method in zip(axes.flat, order, strict=False):
         relevant, irrelevant, bits = pair_distances(codes_by_method[method])
         bins = np.arange(bits + 2) - 0.5
-        ax.hist(relevant, bins=bins, density=True, alpha=0.75, color=colours[method], label=relevant_name)
+        ax.hist(relevant, bins=bins, density=True, alpha=0.75, color=styles[method].colour,
+                label=relevant_name)
         ax.hist(irrelevant, bins=bins, density=True, histtype="step", color="black", label=irrelevant_name)
         ax.set(title=method, xlabel="Hamming distance")
     for ax in list(axes.flat)[len(order):]:
@@ -173,22 +243,25 @@ def code_distribution_figure(codes_by_method: dict[str, Codes], colours: dict, t
     return fig
 
 
-def training_curves_figure(records: list[dict], colours: dict, title: str) -> plt.Figure | None:
-    """Per-epoch training loss (first seed of each method)."""
-    fig, ax = plt.subplots(figsize=(4.2, 3.4))
-    drawn = False
+def training_curves_figure(records: list[dict], styles: dict[str, Style], title: str) -> plt.Figure | None:
+    """Per-epoch training loss (first seed of each method; closed-form fits have none)."""
+    series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for record in sorted(records, key=lambda r: (r["method"], r["seed"])):
-        history = record.get("history") or []
-        if not history or any(line.get_label() == record["method"] for line in ax.get_lines()):
-            continue
-        ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], label=record["method"],
-                color=colours[record["method"]])
-        drawn = True
-    if not drawn:
-        plt.close(fig)
+        history = [h for h in record.get("history") or [] if "loss" in h]
+        if history and record["method"] not in series:
+            series[record["method"]] = (np.array([h["epoch"] for h in history]),
+                                        np.array([h["loss"] for h in history]))
+    if not series:
         return None
-    ax.set(xlabel="Epoch", ylabel="Training loss", title=title, yscale="log")
-    ax.legend(fontsize=7)
+    # losses of different methods are on different scales: each panel its own axes
+    fig, panels = family_panels(styles, series, title, share=False)
+    for family, ax in panels.items():
+        for method, (x, y) in sorted(series.items()):
+            if styles[method].family == family:
+                ax.plot(x, y, label=method, **_line_style(styles[method]))
+        ax.set(title=family, xlabel="Epoch", ylabel="Training loss", yscale="log")
+        ax.legend(fontsize=6.5)
+    fig.tight_layout()
     return fig
 
 
@@ -210,7 +283,7 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, mul
     _style()
     folder = out / "figures"
     done = records[records["status"] == "done"]
-    colours = method_colours(records["method"])
+    styles = method_styles(dict(zip(records["method"], records["family"], strict=True)))
     written: list[Path] = []
     tsne_at = {dataset: tsne_bits if tsne_bits in set(runs["bits"]) else int(runs["bits"].max())
                for dataset, runs in done.groupby("dataset")}
@@ -218,16 +291,16 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, mul
         codes_of = {path: load_codes(Path(path)) for path in runs["path"]}  # each file read once
         curves = curves_by_method(runs, codes_of)
         where = f"{dataset}, {bits} bits"
-        written += _save(pr_figure(curves, colours, f"PR by Hamming radius ({where})"), folder,
+        written += _save(pr_figure(curves, styles, f"PR by Hamming radius ({where})"), folder,
                          f"pr_{dataset}_{bits}")
-        written += _save(precision_at_n_figure(curves, colours, f"Precision@N ({where})"), folder,
+        written += _save(precision_at_n_figure(curves, styles, f"Precision@N ({where})"), folder,
                          f"precision_at_n_{dataset}_{bits}")
         first = {row.method: codes_of[row.path]
                  for row in runs.sort_values("seed").drop_duplicates("method").itertuples()}
-        written += _save(code_distribution_figure(first, colours, f"Code distances ({where})",
+        written += _save(code_distribution_figure(first, styles, f"Code distances ({where})",
                                                   multi_label=multi_label[dataset]),
                          folder, f"code_distribution_{dataset}_{bits}")
-        curves_fig = training_curves_figure([raw[p] for p in runs["path"]], colours, f"Training loss ({where})")
+        curves_fig = training_curves_figure([raw[p] for p in runs["path"]], styles, f"Training loss ({where})")
         if curves_fig is not None:
             written += _save(curves_fig, folder, f"training_{dataset}_{bits}")
         if bits == tsne_at[dataset]:

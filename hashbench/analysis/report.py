@@ -106,7 +106,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     """Write every table and figure for the records under ``results_root`` into ``out``,
     and a README.md that shows them all (``figures=False``: the tables alone, in seconds).
 
-    ``map.*`` and ``ablation.*`` hold untagged runs; each tag (a variant grid, e.g. one shared
+    ``map.*`` (supervised methods), ``map_unsupervised.*`` (label-free ones) and ``ablation.*``
+    hold untagged runs; each tag (a variant grid, e.g. one shared
     head for every method) gets its own ``map-<tag>.*``, so that its rows never mix with the main
     ones. Tables show mAP@K under the tie rule ``ties``; the CSV files keep every metric. Every
     table has the random codes' mAP as its floor (:func:`random_code_floors`), and tables,
@@ -131,8 +132,13 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     multi_label = multi_label_by_dataset(records, raw)
     write = partial(write_tables, out=out, ties=ties, floors=random_code_floors(records), multi_label=multi_label)
     tables: list[Path] = []
-    if not untagged.empty:
-        tables += write(untagged, stem="map", title="mAP by Hamming ranking")
+    supervised = untagged["supervised"].fillna(True).astype(bool)
+    if supervised.any():
+        tables += write(untagged[supervised], stem="map",
+                        title="mAP by Hamming ranking: supervised methods (trained with labels)")
+    if (~supervised).any():
+        tables += write(untagged[~supervised], stem="map_unsupervised",
+                        title="mAP by Hamming ranking: unsupervised methods (no labels in training)")
     families = ablation_families(untagged)
     if families:
         methods = list(dict.fromkeys(m for base, variants in families.items() for m in (base, *variants)))

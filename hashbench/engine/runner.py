@@ -184,9 +184,9 @@ class TrainingRun:
     transform: ImageTransform
     encoder: Encoder
     method: HashMethod
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    train_labels: torch.Tensor
+    optimizer: torch.optim.Optimizer | None  # None for a method fitted in closed form
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    train_labels: torch.Tensor | None  # None for a label-free method: it never sees labels
     log: Callable[[str], None]
     model: nn.Module
     timing: dict[str, Any] = field(default_factory=dict)
@@ -235,15 +235,15 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     method = create_method(config.method, feature_dim=backbone.feature_dim, bits=config.bits,
                            num_classes=dataset.num_classes, num_train=len(split.train), seed=config.seed,
                            **config.hparams).to(device)
-    train_labels = dataset.labels[torch.as_tensor(split.train)].to(device)
+    train_labels = dataset.labels[torch.as_tensor(split.train)].to(device) if method.supervised else None
     method.on_fit_start(train_labels)
-    optimizer = build_optimizer(config, encoder, method)
-    scheduler = build_scheduler(config, optimizer)
+    optimizer = None if method.closed_form else build_optimizer(config, encoder, method)
+    scheduler = None if optimizer is None else build_scheduler(config, optimizer)
     run = TrainingRun(config=config, folder=folder, dataset=dataset, ranks=ranks, device=device, backbone=backbone,
                       transform=transform, encoder=encoder, method=method, optimizer=optimizer, scheduler=scheduler,
                       train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing)
     checkpoint = folder / CHECKPOINT
-    if checkpoint.exists():
+    if checkpoint.exists() and optimizer is not None and scheduler is not None:
         state = load_checkpoint(checkpoint, config.fingerprint())
         encoder.load_state_dict(state["encoder"])
         method.load_state_dict(state["method"])
@@ -251,7 +251,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
         scheduler.load_state_dict(state["scheduler"])
         run.start_epoch, run.step, run.history = state["epoch"], state["step"], state["history"]
         log(f"resumed from {checkpoint} at epoch {run.start_epoch}")
-    if ranks.active:  # method state (memories, centers) is updated alike on every rank: no buffer broadcast
+    if ranks.active and optimizer is not None:  # method state is updated alike on every rank: no buffer broadcast
         ddp = torch.nn.parallel.DistributedDataParallel
         no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
                           else {"broadcast_buffers": False})
@@ -290,7 +290,8 @@ def _train_epoch(run: TrainingRun, epoch: int) -> dict[str, float]:
         index = positions.to(run.device)
         if run.ranks.active:  # the loss sees the global batch (see hashbench.engine.distributed)
             output, index = gather_with_grad(output), gather_with_grad(index)
-        losses = method.loss(output, labels=run.train_labels[index], index=index, step=run.step)
+        labels = None if run.train_labels is None else run.train_labels[index]
+        losses = method.loss(output, labels=labels, index=index, step=run.step)
         total = losses["loss"]
         if not torch.isfinite(total):
             raise NonFiniteLossError(f"non-finite loss {total.item()} at step {run.step} (epoch {epoch})")
@@ -303,9 +304,26 @@ def _train_epoch(run: TrainingRun, epoch: int) -> dict[str, float]:
     return {name: total / max(batches, 1) for name, total in sums.items()}
 
 
+def fit_closed_form(run: TrainingRun) -> None:
+    """One call of the method's ``fit`` on the training split's fixed features (every rank
+    fits the same deterministic state); seconds in a fit take no checkpoint."""
+    t0 = time.perf_counter()
+    features = run.encoder.source[torch.as_tensor(run.dataset.split.train, device=run.encoder.source.device)]
+    with torch.no_grad():
+        run.method.fit(features, run.train_labels)
+    seconds = time.perf_counter() - t0
+    run.history = [{"epoch": 1, "seconds": seconds}]
+    run.log(f"fitted in closed form on {len(features)} training items in {seconds:.2f} s")
+    run.timing.update(train_s=seconds, train_images_per_s=len(features) / seconds if seconds > 0 else None)
+
+
 def fit(run: TrainingRun) -> None:
-    """Train from ``run.start_epoch`` to the configured epochs, a checkpoint after each."""
+    """Train from ``run.start_epoch`` to the configured epochs, a checkpoint after each
+    (or fit a closed-form method once)."""
     config = run.config
+    if run.optimizer is None or run.scheduler is None:
+        fit_closed_form(run)
+        return
     train_s = 0.0
     bar = progress(config.epochs, desc=f"{config.method} {config.dataset} {config.bits}b s{config.seed}", unit="ep",
                    initial=run.start_epoch, enabled=config.progress and run.ranks.is_main)
@@ -397,7 +415,8 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
         "schema": SCHEMA_VERSION,
         "method": config.method,
         "tag": config.tag,
-        "method_info": {"ablation_of": method_cls.ablation_of, "supervised": method_cls.supervised},
+        "method_info": {"ablation_of": method_cls.ablation_of, "supervised": method_cls.supervised,
+                        "family": method_cls.family, "closed_form": method_cls.closed_form},
         "dataset": config.dataset,
         "bits": config.bits,
         "seed": config.seed,

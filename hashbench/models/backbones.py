@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hashbench.registry import BACKBONES, UnknownNameError
@@ -149,6 +150,29 @@ def _torchvision_builder(arch: str, strip: Callable[[nn.Module], int]) -> Callab
     return build
 
 
+class TinyImage(nn.Module):
+    """The image itself as the feature: average-pooled to 8 x 8 and flattened (192-d).
+
+    The classic "tiny image" input of shallow hashing (LSH, ITQ, SH on pixels): no weights,
+    nothing to train. On ``digits`` (8 x 8 images shown at 16 px) it gives back the pixels.
+    Cached and standardised with the training split's statistics like any frozen features.
+    """
+
+    side = 8
+    feature_dim = 3 * side * side
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(x, self.side), 1)
+
+
+def _build_raw(weights: str | None, weights_path: Path | None) -> Backbone:
+    if weights not in (None, "none", "DEFAULT") or weights_path is not None:
+        raise HashbenchError(f"raw has no weights; got weights={str(weights_path or weights)!r}")
+    return Backbone(TinyImage(), TinyImage.feature_dim, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), None)
+
+
+BACKBONES.register("raw", BackboneSpec("raw", "The image average-pooled to 8x8 and flattened (192-d), no weights",
+                                       _build_raw))
 BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "Two conv blocks and a 128-d embedding, for digits",
                                              _build_small_cnn))
 for _arch, _strip, _summary in (
