@@ -244,11 +244,13 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
 @click.option("--ties", type=click.Choice(["expected", "index"]), default="expected", show_default=True,
               help="mAP in the tables with ties at equal Hamming distance as the expectation over random orders "
                    "(independent of database order) or broken by database index (the literature's figure).")
+@click.option("--baseline", default=None, metavar="METHOD",
+              help="Add a table of every method's mAP gain over this one (e.g. itq) in the same column.")
 @click.option("--figures/--no-figures", default=True, show_default=True,
               help="Draw the figures (PR, P@N, code distances, training curves, t-SNE) or write the tables alone.")
 @user_errors
 def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
-                   tsne_bits: int | None, notes: str | None, ties: str, figures: bool) -> None:
+                   tsne_bits: int | None, notes: str | None, ties: str, figures: bool, baseline: str | None) -> None:
     """Regenerate tables and figures from the records and saved codes (no retraining)."""
     from hashbench.analysis.report import build_report
 
@@ -261,6 +263,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
         notes=Path(notes).read_text() if notes else None,
         ties=ties,
         figures=figures,
+        baseline=baseline,
     )
     for path in written:
         click.echo(str(path))

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from hashbench.analysis.tables import family_rank
 from hashbench.eval import RetrievalResult, evaluate
 from hashbench.results import load_codes, slug
 
@@ -30,8 +31,6 @@ PAIR_SAMPLE = 500
 SEED = 0
 
 
-#: Panel order of the method families (``HashMethod.family``); unknown families come last.
-FAMILY_ORDER = ("pairwise", "center", "classification", "mutual", "shallow", "unsupervised", "other")
 #: One marker per family, so a method's (colour, marker) pair is unique across the report.
 FAMILY_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 #: Colours within a family; a family of more methods than this cycles with a hollow marker.
@@ -47,10 +46,6 @@ class Style:
     marker: str
     family: str
     filled: bool = True
-
-
-def family_rank(family: str) -> int:
-    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER) - 1
 
 
 def method_styles(families: dict[str, str]) -> dict[str, Style]:

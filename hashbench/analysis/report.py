@@ -15,6 +15,8 @@ from hashbench.analysis.tables import (
     TIE_RULES,
     Floors,
     RandomFloor,
+    family_order,
+    gain_markdown,
     long_form,
     map_table,
     relevance_rule,
@@ -77,10 +79,11 @@ def multi_label_by_dataset(records: pd.DataFrame, raw: dict[str, dict]) -> dict[
 def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str, *, ties: str, floors: Floors,
                  multi_label: dict[str, bool], methods: list[str] | None = None) -> list[Path]:
     """``<stem>.md`` and ``.tex`` (mAP@K under ``ties``, each dataset's relevance rule, the
-    random-code floor row) and ``<stem>.csv`` (every metric and the floors, long form); ``stem``
-    goes through :func:`hashbench.results.slug`, as a tag or dataset may hold any character."""
+    random-code floor row; rows grouped by method family) and ``<stem>.csv`` (every metric and
+    the floors, long form); ``stem`` goes through :func:`hashbench.results.slug`, as a tag or
+    dataset may hold any character."""
     stem = slug(stem)
-    table = map_table(records, methods, ties, floors=floors, multi_label=multi_label)
+    table = map_table(records, methods or family_order(records), ties, floors=floors, multi_label=multi_label)
     frame = long_form(records if methods is None else records[records["method"].isin(methods)], floors)
     csv_path = out / f"{stem}.csv"
     with atomic_write(csv_path) as handle:
@@ -102,12 +105,13 @@ def ablation_families(records: pd.DataFrame) -> dict[str, list[str]]:
 
 def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = None, bits: list[int] | None = None,
                  command: str = "hashbench report", tsne_bits: int | None = None, notes: str | None = None,
-                 ties: str = "expected", figures: bool = True) -> list[Path]:
+                 ties: str = "expected", figures: bool = True, baseline: str | None = None) -> list[Path]:
     """Write every table and figure for the records under ``results_root`` into ``out``,
     and a README.md that shows them all (``figures=False``: the tables alone, in seconds).
 
-    ``map.*`` (supervised methods), ``map_unsupervised.*`` (label-free ones) and ``ablation.*``
-    hold untagged runs; each tag (a variant grid, e.g. one shared
+    ``map.*`` (supervised methods), ``map_unsupervised.*`` (label-free ones), ``ablation.*`` and,
+    with a ``baseline`` method, ``gain-over-<baseline>.md`` (every method's mean mAP minus the
+    baseline's, column by column) hold untagged runs; each tag (a variant grid, e.g. one shared
     head for every method) gets its own ``map-<tag>.*``, so that its rows never mix with the main
     ones. Tables show mAP@K under the tie rule ``ties``; the CSV files keep every metric. Every
     table has the random codes' mAP as its floor (:func:`random_code_floors`), and tables,
@@ -139,6 +143,12 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     if (~supervised).any():
         tables += write(untagged[~supervised], stem="map_unsupervised",
                         title="mAP by Hamming ranking: unsupervised methods (no labels in training)")
+    if baseline is not None:
+        if baseline not in set(untagged["method"]):
+            raise HashbenchError(f"--baseline {baseline} has no untagged runs under {results_root}")
+        gain = map_table(untagged, family_order(untagged), ties, multi_label=multi_label)
+        tables.append(_write(out / slug(f"gain-over-{baseline}.md"),
+                             gain_markdown(gain, baseline, f"Gain over {baseline} (mAP points)")))
     families = ablation_families(untagged)
     if families:
         methods = list(dict.fromkeys(m for base, variants in families.items() for m in (base, *variants)))
@@ -163,7 +173,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     for path in tables:
         if path.suffix == ".md":
             sections.append(path.read_text().replace("# ", "## ", 1))
-            sections.append(f"Also as [{path.stem}.tex]({path.stem}.tex) and [{path.stem}.csv]({path.stem}.csv).\n")
+            if path.with_suffix(".tex").exists():
+                sections.append(f"Also as [{path.stem}.tex]({path.stem}.tex) and [{path.stem}.csv]({path.stem}.csv).\n")
     if drawn:
         sections.append("## Figures\n\nFrom untagged runs.\n")
     for path in drawn:

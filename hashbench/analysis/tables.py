@@ -28,6 +28,20 @@ RANDOM_CODES = "random-codes"
 FLOOR_QUERIES = 500
 
 
+#: Row and panel order of the method families (``HashMethod.family``); unknown ones come last.
+FAMILY_ORDER = ("pairwise", "center", "classification", "mutual", "shallow", "unsupervised", "other")
+
+
+def family_rank(family: str) -> int:
+    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER) - 1
+
+
+def family_order(records: pd.DataFrame) -> list[str]:
+    """The methods of ``records`` grouped by family (in :data:`FAMILY_ORDER`), then by name."""
+    families = dict(zip(records["method"], records["family"], strict=True))
+    return sorted(families, key=lambda m: (family_rank(families[m]), families[m], m))
+
+
 @dataclass(frozen=True)
 class TieRule:
     column: str  # the normalised column of hashbench.results.records_frame
@@ -178,6 +192,25 @@ def to_markdown(table: MapTable, title: str) -> str:
     if table.floors:
         floors = [f"*{table.floors[c].value:.4f}*" if c in table.floors else "—" for c in table.columns]
         lines.append("| " + " | ".join(["*random codes*", *floors]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def gain_markdown(table: MapTable, baseline: str, title: str) -> str:
+    """Each method's mean mAP minus ``baseline``'s in the same column, in points (x100), so a
+    reader sees at once how much a method adds over, say, ITQ on the same features."""
+    header = ["Method", *[f"{d} {b} bits" for d, b in table.columns]]
+    lines = [f"# {title}", "", f"- mean mAP of the method minus mean mAP of `{baseline}` in the same column, in "
+             "points (x100); the tie rule and relevance are those of the main table", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
+    for method in table.methods:
+        if method == baseline:
+            continue
+        cells = []
+        for dataset, bits in table.columns:
+            own, base = table.cells.get((method, dataset, bits)), table.cells.get((baseline, dataset, bits))
+            known = own is not None and base is not None and own.mean is not None and base.mean is not None
+            cells.append(f"{100 * (own.mean - base.mean):+.1f}" if known else "—")
+        lines.append("| " + " | ".join([method, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
