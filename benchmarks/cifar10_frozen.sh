@@ -7,6 +7,9 @@
 # Stages (default: all, in this order; each skips runs whose record exists, so stages can
 # also run in two shells at once):
 #   main         dpsh, hashnet, csq, orthohash, mlh with their reference heads, both protocols
+#   breadth      the fourteen other supervised deep methods (ce ... orthoarc), reference heads, both protocols
+#   label-free   the unsupervised and shallow methods (lsh, pcah, itq, sh, sdh, bihalf, greedyhash-u), both
+#                protocols (sdh is shallow but supervised: it lands in the supervised table)
 #   equal-head   the same five with one shared head, tag "equal-head-<head>", cifar10 (HEAD=linear by default:
 #                on 2 CPU cores the d-d-d MLP head costs ~2 min a run; HEAD=mlp for the larger one); DPSH,
 #                whose reference head is the linear one already, with seed 0 alone (120 epochs a run)
@@ -14,25 +17,31 @@
 #   convergence  each method's recipe against its schedule stretched x2 (tag "epochs-x2"), cifar10
 #   curves       each recipe on its validation curve (1,000 held-out training items, seed 0): 3x the recipe
 #                for DPSH and HashNet, 60 epochs for OrthoHash and MLH (a point every 5), then epoch by
-#                epoch up to 10 for OrthoHash and MLH and every 2 up to 30 for CSQ (tag "validation-curve-fine")
-#   report       hashbench report into reports/cifar10-frozen with the notes, convergence and curve tables
+#                epoch up to 10 for OrthoHash and MLH and every 2 up to 30 for CSQ (tag "validation-curve-fine");
+#                3x the recipe for the breadth methods and the two gradient-trained label-free ones
+#   report       hashbench report into reports/cifar10-frozen with the notes, convergence and curve tables and
+#                every method's gain over ITQ on the same features
 set -euo pipefail
 shared=${HASHBENCH_SHARED:-../shared}
 results=${RESULTS:-results/cifar10-frozen}
 reports=${REPORTS:-reports/cifar10-frozen}
 methods=dpsh,hashnet,csq,orthohash,mlh
+breadth=ce,dsh,dhn,dch,dtsh,dsdh,greedyhash,dfh,dpn,idhn,adsh,dbdh,jmlh,orthoarc
+label_free=lsh,pcah,itq,sh,sdh,bihalf,greedyhash-u
 export TORCH_HOME=${TORCH_HOME:-$(mktemp -d)}
 mkdir -p "$TORCH_HOME/hub/checkpoints"
 ln -sf "$(realpath "$shared/weights/mobilenet_v2-b0353104.pth")" "$TORCH_HOME/hub/checkpoints/"
 common=(--data-root "$shared/data" --frozen-backbone --set image_size=128 --bits 16,32,64 --seeds 0,1,2
         --results "$results" --no-progress)
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(main equal-head ablation convergence curves report)
+[ ${#stages[@]} -eq 0 ] && stages=(main breadth label-free equal-head ablation convergence curves report)
 echo "cores: $(nproc --all); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}; stages: ${stages[*]}"
 for stage in "${stages[@]}"; do
   start=$(date +%s)
   case $stage in
     main) hashbench run --methods "$methods" --datasets cifar10,cifar10-1 "${common[@]}" ;;
+    breadth) hashbench run --methods "$breadth" --datasets cifar10,cifar10-1 "${common[@]}" ;;
+    label-free) hashbench run --methods "$label_free" --datasets cifar10,cifar10-1 "${common[@]}" ;;
     equal-head)
       same=(--datasets cifar10 --set "head=${HEAD:-linear}" --set "tag=equal-head-${HEAD:-linear}" "${common[@]}")
       hashbench run --methods hashnet,csq,orthohash,mlh "${same[@]}"
@@ -51,11 +60,13 @@ for stage in "${stages[@]}"; do
       "${curve[@]}" --methods orthohash,mlh --epochs 60 --every 5 --out "$results/validation-curves-b.md" || true
       fine=(--tag validation-curve-fine)
       "${curve[@]}" "${fine[@]}" --methods orthohash,mlh --epochs 10 --every 1 --out "$results/validation-curves-c.md" || true
-      "${curve[@]}" "${fine[@]}" --methods csq --epochs 30 --every 2 --out "$results/validation-curves-d.md" || true ;;
+      "${curve[@]}" "${fine[@]}" --methods csq --epochs 30 --every 2 --out "$results/validation-curves-d.md" || true
+      "${curve[@]}" --methods "$breadth,bihalf,greedyhash-u" --stretch 3 --out "$results/validation-curves-e.md" \
+        || true ;;
     report) { cat benchmarks/cifar10_frozen_notes.md "$results/convergence-seed0.md" "$results/convergence-3seeds.md"
               printf '\n### Validation curves: mean mAP over 16/32/64 bits of 1,000 held-out training images, seed 0\n\n'
-              cat "$results"/validation-curves-[abcd].md; } > "$results/notes.md"
-            hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" ;;
+              cat "$results"/validation-curves-[abcde].md; } > "$results/notes.md"
+            hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" --baseline itq ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
   echo "stage $stage: $(( $(date +%s) - start )) s"

@@ -28,6 +28,7 @@ from hashbench.data.datasets import PATTERNS, get_dataset
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
 from hashbench.engine.runner import execute
+from hashbench.method import family_rank
 from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
 from hashbench.results import read_record
@@ -65,7 +66,7 @@ def main() -> None:
 def list_command(what: str) -> None:
     """List registered methods, datasets or backbones with one-line descriptions."""
     sections = {
-        "methods": [(name, METHODS.summary(name)) for name in METHODS.names()],
+        "methods": method_lines(),
         "datasets": [(name, f"{DATASETS.get(name).summary}\n{dataset_setup(DATASETS.get(name).defaults)}")
                      for name in DATASETS.names()]
         + [(spec.name, f"{spec.summary}\n{dataset_setup(spec.defaults)}") for spec in PATTERNS.values()],
@@ -82,6 +83,17 @@ def list_command(what: str) -> None:
             click.echo(f"  {name:<{width}}  {first}")
             for line in more:
                 click.echo(f"  {'':<{width}}    {line}")
+
+
+def method_lines() -> list[tuple[str, str]]:
+    """Each method's summary and what it is (family; label-free; closed form), grouped by family."""
+    classes = {name: METHODS.get(name) for name in METHODS.names()}
+    rows = []
+    for name, cls in sorted(classes.items(), key=lambda item: (family_rank(item[1].family), item[1].family, item[0])):
+        kind = [cls.family, *(["label-free"] if not cls.supervised else []),
+                *(["closed form"] if cls.closed_form else [])]
+        rows.append((name, f"{cls.summary or METHODS.summary(name)} [{', '.join(kind)}]"))
+    return rows
 
 
 def dataset_setup(defaults: dict[str, Any]) -> str:

@@ -48,6 +48,17 @@ RUNNER_KEYWORDS = ("feature_dim", "bits", "num_classes", "num_train", "seed")
 HEADS = ("linear", "mlp")
 
 
+#: Method families, in the order tables and figures show them: ``pairwise`` (pairwise or
+#: triplet similarity), ``center`` (hash centers, proxies, codebooks), ``classification`` (a
+#: classifier on the codes), ``mutual`` (MLH), ``shallow`` (closed-form fits on features),
+#: ``unsupervised`` (label-free deep methods), ``other`` (anything else; shown last).
+FAMILIES = ("pairwise", "center", "classification", "mutual", "shallow", "unsupervised", "other")
+
+
+def family_rank(family: str) -> int:
+    return FAMILIES.index(family) if family in FAMILIES else len(FAMILIES) - 1
+
+
 @dataclass(frozen=True)
 class Param:
     """One hyperparameter: its default and its constraints, as data (scikit-learn style).
@@ -170,10 +181,8 @@ class HashMethod(nn.Module):
     ablation_of: ClassVar[str | None] = None
     #: False for label-free methods.
     supervised: ClassVar[bool] = True
-    #: The family the report groups the method under in its figures (one panel each):
-    #: ``pairwise`` (pairwise or triplet similarity), ``center`` (hash centers, proxies,
-    #: codebooks), ``classification`` (a classifier on the codes), ``mutual`` (MLH),
-    #: ``unsupervised`` (label-free), ``shallow`` (closed-form fits on features).
+    #: The family the report groups the method under (table rows, one figure panel each);
+    #: one of :data:`FAMILIES`.
     family: ClassVar[str] = "other"
     #: True for a method fitted in closed form by ``fit`` (derived: the class overrides it).
     closed_form: ClassVar[bool] = False

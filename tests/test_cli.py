@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from hashbench.cli import main
+from hashbench.registry import METHODS
 from hashbench.results import load_codes
 
 CHANCE = 0.1  # ten balanced classes
@@ -139,7 +140,13 @@ def test_code_lengths_that_are_not_multiples_of_8_work(cli, tmp_path):
 
 def test_list(cli):
     out = cli("list", "methods")
-    assert out.exit_code == 0 and "csq" in out.output
+    assert out.exit_code == 0
+    lines = {line.split()[0]: line for line in out.output.splitlines()}
+    assert set(lines) == set(METHODS.names())  # every registered method, the fourteen breadth ones included
+    assert lines["csq"].endswith("[center]") and lines["itq"].endswith("[shallow, label-free, closed form]")
+    assert lines["greedyhash-u"].endswith("[unsupervised, label-free]")
+    names = list(lines)
+    assert names.index("dpsh") < names.index("csq") < names.index("ce") < names.index("itq")  # grouped by family
     datasets = cli("list", "datasets").output
     assert "digits" in datasets and "listfile:DIR" in datasets and "imagefolder:DIR" in datasets
     assert "default: backbone mobilenet_v2 (IMAGENET1K_V1), image size 224" in datasets

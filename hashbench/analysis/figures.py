@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from hashbench.analysis.tables import family_rank
 from hashbench.eval import RetrievalResult, evaluate
+from hashbench.method import family_rank
 from hashbench.results import load_codes, slug
 
 #: Database items drawn (seeded) for t-SNE and for the pair-distance histograms.
@@ -71,7 +71,7 @@ def _line_style(style: Style) -> dict[str, object]:
 
 def family_panels(styles: dict[str, Style], methods: Iterable[str], title: str, *, share: bool = True
                   ) -> tuple[plt.Figure, dict[str, plt.Axes]]:
-    """One panel per family among ``methods``, in :data:`FAMILY_ORDER`, at most three a row."""
+    """One panel per family among ``methods``, in :data:`hashbench.method.FAMILIES` order, at most three a row."""
     families = sorted({styles[m].family for m in methods}, key=lambda f: (family_rank(f), f))
     columns = min(3, len(families))
     rows = -(-len(families) // columns)

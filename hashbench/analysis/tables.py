@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hashbench.method import family_rank
+
 LONG_COLUMNS = ["method", "dataset", "bits", "seed", "metric", "value"]
 #: The CSV's method name for the random-code floor rows.
 RANDOM_CODES = "random-codes"
@@ -28,16 +30,8 @@ RANDOM_CODES = "random-codes"
 FLOOR_QUERIES = 500
 
 
-#: Row and panel order of the method families (``HashMethod.family``); unknown ones come last.
-FAMILY_ORDER = ("pairwise", "center", "classification", "mutual", "shallow", "unsupervised", "other")
-
-
-def family_rank(family: str) -> int:
-    return FAMILY_ORDER.index(family) if family in FAMILY_ORDER else len(FAMILY_ORDER) - 1
-
-
 def family_order(records: pd.DataFrame) -> list[str]:
-    """The methods of ``records`` grouped by family (in :data:`FAMILY_ORDER`), then by name."""
+    """The methods of ``records`` grouped by family (in :data:`hashbench.method.FAMILIES` order), then by name."""
     families = dict(zip(records["method"], records["family"], strict=True))
     return sorted(families, key=lambda m: (family_rank(families[m]), families[m], m))
 
