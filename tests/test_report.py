@@ -220,8 +220,8 @@ def test_label_free_methods_get_a_table_of_their_own(cli, tmp_path):
     assert page.index("supervised methods (trained") < page.index("unsupervised methods (no labels")
 
     assert cli("report", "--results", root, "--out", out, "--no-figures", "--baseline", "itq").exit_code == 0
-    means = {m: pd.read_csv(out / f"{stem}.csv").query(f"method == '{m}' and metric == 'map_expected@100'")["value"].mean()
-             for m, stem in (("csq", "map"), ("itq", "map_unsupervised"))}
+    means = {m: pd.read_csv(out / f"{stem}.csv").query(f"method == '{m}' and metric == 'map_expected@100'")
+             ["value"].mean() for m, stem in (("csq", "map"), ("itq", "map_unsupervised"))}
     gain = table_rows((out / "gain-over-itq.md").read_text())
     assert set(gain) == {"Method", "csq"}
     assert float(gain["csq"].split("|")[2]) == pytest.approx(100 * (means["csq"] - means["itq"]), abs=0.051)
