@@ -144,7 +144,7 @@ def test_list(cli):
     lines = {line.split()[0]: line for line in out.output.splitlines()}
     assert set(lines) == set(METHODS.names())  # every registered method, the fourteen breadth ones included
     assert lines["csq"].endswith("[center]") and lines["itq"].endswith("[shallow, label-free, closed form]")
-    assert lines["greedyhash-u"].endswith("[unsupervised, label-free]")
+    assert lines["bihalf"].endswith("[unsupervised, label-free]")
     names = list(lines)
     assert names.index("dpsh") < names.index("csq") < names.index("ce") < names.index("itq")  # grouped by family
     datasets = cli("list", "datasets").output

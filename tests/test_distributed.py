@@ -61,6 +61,20 @@ def test_two_process_fine_tuning_trains_well(tmp_path):
 
 
 @pytest.mark.slow
+def test_closed_form_methods_fit_alike_under_torchrun(cli, tmp_path, monkeypatch):
+    """No optimizer, no DDP wrapper: every rank fits the same state, rank 0 writes it."""
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    args = ["--methods", "itq,lsh", "--bits", "16", "--no-progress"]
+    assert cli("run", *args, "--results", tmp_path / "single").exit_code == 0
+    proc = torchrun(*args, results=tmp_path / "ddp")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for method in ("itq", "lsh"):
+        one = json.loads((run_dir(tmp_path / "single", "digits", method, 16, 0) / "result.json").read_text())
+        two = json.loads((run_dir(tmp_path / "ddp", "digits", method, 16, 0) / "result.json").read_text())
+        assert two["world_size"] == 2 and two["metrics"] == one["metrics"]
+
+
+@pytest.mark.slow
 def test_batch_must_split_evenly_over_processes(tmp_path):
     proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "1", "--batch-size", "63", "--no-progress",
                     results=tmp_path)

@@ -1,4 +1,9 @@
-"""Every registered method (built-in or plugin) trains through the CLI on digits, well above chance."""
+"""Every registered method (built-in or plugin) trains through the CLI on digits, well above chance.
+
+Chance is about 0.1. Supervised methods must pass 0.7; label-free ones learn no classes, and
+on 8x8 pixels at 16 bits LSH, PCAH and SH reach about 0.3 to 0.4 (ITQ 0.58), so their bar
+is 0.25: still 2.5 x chance, and a method that ignores its input fails it.
+"""
 
 from __future__ import annotations
 
@@ -16,4 +21,5 @@ def test_method_trains_on_digits_well_above_chance(cli, tmp_path, name):
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "digits" / name / "16" / "seed0" / "result.json").read_text())
     metrics = record["metrics"]
-    assert metrics[f"map_expected@{metrics['topk']}"] > 0.7  # chance is about 0.1
+    bar = 0.7 if METHODS.get(name).supervised else 0.25
+    assert metrics[f"map_expected@{metrics['topk']}"] > bar
