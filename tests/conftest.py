@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner, Result
 
 from hashbench.cli import main
@@ -28,6 +29,15 @@ def single_threaded_children(monkeypatch: pytest.MonkeyPatch) -> None:
     """For children a test cannot hand an env to (multiprocessing, submitit): they inherit this one."""
     for name, value in THREAD_LIMITS.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def float64():
+    """Exact comparisons of a loss with its transcription need double precision; restored after the test."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 @pytest.fixture(scope="session")

@@ -26,16 +26,9 @@ from methods.csq import CSQ
 from methods.dpsh import dpsh_loss
 from methods.hashnet import continuation_beta, hashnet_loss
 from methods.mlh import MLH, center_loss, mutual_loss, pairwise_loss
-from methods.orthohash import orthohash_loss
+from methods.orthohash import orthoarc_loss, orthohash_loss
 
-
-@pytest.fixture(autouse=True)
-def float64():
-    """Exact comparisons need double precision; restored after each test."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def labels_for(multi_label: bool, n: int = 6, classes: int = 4, seed: int = 0) -> torch.Tensor:
@@ -215,11 +208,18 @@ def test_csq_loss_finite_at_saturation():
 
 # --- OrthoHash ---------------------------------------------------------------------------
 
+MARGINS = {"cosine": lambda cos, m: cos - m, "arc": lambda cos, m: torch.cos(torch.acos(cos) + m)}
+
+
+@pytest.mark.parametrize("margin_kind", list(MARGINS))
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_orthohash_loss_matches_loops(multi_label):
+def test_orthohash_and_orthoarc_losses_match_loops(multi_label, margin_kind):
+    """OrthoHash's logits s (cos - m y) and OrthoArc's s cos(theta + m y), soft targets
+    y / |y|, plus the cosine quantization term."""
     codebook = torch.randn(4, 16).sign()
     y = labels_for(multi_label, 5, seed=5)
     u = torch.randn(5, 16)
+    margin_logit = MARGINS[margin_kind]
 
     def slow(u):
         total = 0
@@ -227,15 +227,17 @@ def test_orthohash_loss_matches_loops(multi_label):
             logits = []
             for k in range(4):
                 cos = (u[i] * codebook[k]).sum() / (u[i].norm() * codebook[k].norm())
-                logits.append(8 * (cos - 0.3 * y[i, k]))
+                logits.append(8 * margin_logit(cos, 0.3 * y[i, k]))
             logits = torch.stack(logits)
             log_softmax = logits - torch.logsumexp(logits, 0)
             total = total - sum(y[i, k] / y[i].sum() * log_softmax[k] for k in range(4))
-        return total / 5
+        quant = sum(1 - (u[i] @ u[i].detach().sign()) / (u[i].norm() * u[i].detach().sign().norm()) for i in range(5))
+        return total / 5 + 0.5 * quant / 5
 
+    loss = orthohash_loss if margin_kind == "cosine" else orthoarc_loss
     assert_same_value_and_grad(
-        lambda u: orthohash_loss(codes=u, codebook=codebook, labels=y, scale=8, margin=0.3,
-                                 quantization_weight=0)["loss"], slow, u)
+        lambda u: loss(codes=u, codebook=codebook, labels=y, scale=8, margin=0.3, quantization_weight=0.5)["loss"],
+        slow, u)
 
 
 # --- centers and codebooks ---------------------------------------------------------------

@@ -9,13 +9,15 @@ import math
 
 import pytest
 import torch
-from test_methods import assert_same_value_and_grad, float64, labels_for, shares  # noqa: F401
+from test_methods import assert_same_value_and_grad, labels_for, shares
 
 from hashbench.method import create_method
 from methods.dbdh import StraightThroughSign, binary_sign, dbdh_binarize, dbdh_loss
 from methods.dfh import dfh_b_step, dfh_c_step, dfh_loss
 from methods.dpn import dpn_loss
 from methods.orthohash import OrthoArc, OrthoHash, orthoarc_loss, orthohash_loss
+
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def sign(x: float) -> float:
@@ -270,30 +272,6 @@ def test_dbdh_is_finite_for_extreme_codes_and_all_equal_labels(binarization):
 
 
 # --- OrthoArc ----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("multi_label", [False, True])
-def test_orthoarc_loss_matches_loops(multi_label):
-    codebook = torch.randn(4, 16).sign()
-    y = labels_for(multi_label, 5, seed=14)
-    u = torch.randn(5, 16)
-
-    def slow(u):
-        total = 0
-        for i in range(5):
-            logits = []
-            for k in range(4):
-                cos = (u[i] * codebook[k]).sum() / (u[i].norm() * codebook[k].norm())
-                logits.append(8 * torch.cos(torch.acos(cos) + 0.3 * y[i, k]))
-            logits = torch.stack(logits)
-            log_softmax = logits - torch.logsumexp(logits, 0)
-            total = total - sum(y[i, k] / y[i].sum() * log_softmax[k] for k in range(4))
-        quant = sum(1 - (u[i] @ u[i].detach().sign()) / (u[i].norm() * u[i].detach().sign().norm()) for i in range(5))
-        return total / 5 + 0.5 * quant / 5
-
-    assert_same_value_and_grad(
-        lambda u: orthoarc_loss(codes=u, codebook=codebook, labels=y, scale=8, margin=0.3,
-                                quantization_weight=0.5)["loss"], slow, u)
-
 
 def test_orthoarc_without_margin_equals_orthohash_without_margin():
     codebook, u, y = torch.randn(4, 16).sign(), torch.randn(5, 16), labels_for(True, 5, seed=15)

@@ -23,13 +23,7 @@ from methods.shallow import itq_rotation, principal_directions, random_rotation,
 SHALLOW = ("lsh", "pcah", "itq", "sh", "sdh")
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """Exact comparisons need double precision; restored after each test."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def data(n: int = 60, d: int = 10, seed: int = 0) -> torch.Tensor:
@@ -362,7 +356,7 @@ def test_bihalf_method_trains_its_head_without_labels():
 
 @pytest.fixture
 def float32():
-    """The runner's dtype (requested fixtures run after the autouse float64 one)."""
+    """The runner's dtype (requested fixtures run after the module's float64 one)."""
     torch.set_default_dtype(torch.float32)
 
 
