@@ -10,7 +10,7 @@ from hashbench.registry import BACKBONES
 from hashbench.validation import HashbenchError
 
 FEATURE_DIMS = {"alexnet": 4096, "vgg16": 4096, "resnet18": 512, "resnet50": 2048, "mobilenet_v2": 1280,
-                "vit_b_16": 768, "small_cnn": 128}
+                "vit_b_16": 768, "small_cnn": 128, "raw": 192}
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
