@@ -65,7 +65,7 @@ for stage in "${stages[@]}"; do
         || true ;;
     report) { cat benchmarks/cifar10_frozen_notes.md "$results/convergence-seed0.md" "$results/convergence-3seeds.md"
               printf '\n### Validation curves: mean mAP over 16/32/64 bits of 1,000 held-out training images, seed 0\n\n'
-              cat "$results"/validation-curves-[abcde].md; } > "$results/notes.md"
+              cat "$results"/validation-curves-*.md; } > "$results/notes.md"
             hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" --baseline itq ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
