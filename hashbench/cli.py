@@ -28,7 +28,7 @@ from hashbench.data.datasets import PATTERNS, get_dataset
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
 from hashbench.engine.runner import execute
-from hashbench.method import family_rank
+from hashbench.method import family_key
 from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
 from hashbench.results import read_record
@@ -89,7 +89,7 @@ def method_lines() -> list[tuple[str, str]]:
     """Each method's summary and what it is (family; label-free; closed form), grouped by family."""
     classes = {name: METHODS.get(name) for name in METHODS.names()}
     rows = []
-    for name, cls in sorted(classes.items(), key=lambda item: (family_rank(item[1].family), item[1].family, item[0])):
+    for name, cls in sorted(classes.items(), key=lambda item: (family_key(item[1].family), item[0])):
         kind = [cls.family, *(["label-free"] if not cls.supervised else []),
                 *(["closed form"] if cls.closed_form else [])]
         rows.append((name, f"{cls.summary or METHODS.summary(name)} [{', '.join(kind)}]"))

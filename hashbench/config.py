@@ -245,7 +245,7 @@ def resolve_config(
     frozen = False
     for layer in [*layers, user]:
         frozen = layer.get("frozen_backbone", frozen)
-    if method_cls.closed_form and frozen is not True:
+    if method_cls.closed_form and not frozen:
         raise HashbenchError(f"{method} is fitted in closed form on fixed features and cannot fine-tune a backbone; "
                              "drop --fine-tune (or frozen_backbone=false)")
     if frozen:

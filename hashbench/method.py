@@ -55,8 +55,9 @@ HEADS = ("linear", "mlp")
 FAMILIES = ("pairwise", "center", "classification", "mutual", "shallow", "unsupervised", "other")
 
 
-def family_rank(family: str) -> int:
-    return FAMILIES.index(family) if family in FAMILIES else len(FAMILIES) - 1
+def family_key(family: str) -> tuple[int, str]:
+    """Sort key of a family: its place in :data:`FAMILIES`, unknown families last by name."""
+    return (FAMILIES.index(family) if family in FAMILIES else len(FAMILIES) - 1, family)
 
 
 @dataclass(frozen=True)

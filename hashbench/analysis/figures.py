@@ -22,7 +22,7 @@ import pandas as pd
 import seaborn as sns
 
 from hashbench.eval import RetrievalResult, evaluate
-from hashbench.method import family_rank
+from hashbench.method import family_key
 from hashbench.results import load_codes, slug
 
 #: Database items drawn (seeded) for t-SNE and for the pair-distance histograms.
@@ -58,7 +58,7 @@ def method_styles(families: dict[str, str]) -> dict[str, Style]:
     for method, family in families.items():
         by_family.setdefault(family, []).append(method)
     for family, methods in by_family.items():
-        marker = FAMILY_MARKERS[family_rank(family) % len(FAMILY_MARKERS)]
+        marker = FAMILY_MARKERS[family_key(family)[0] % len(FAMILY_MARKERS)]
         for i, method in enumerate(sorted(methods)):
             styles[method] = Style(palette[i % PALETTE_SIZE], marker, family, filled=i < PALETTE_SIZE)
     return styles
@@ -72,7 +72,7 @@ def _line_style(style: Style) -> dict[str, object]:
 def family_panels(styles: dict[str, Style], methods: Iterable[str], title: str, *, share: bool = True
                   ) -> tuple[plt.Figure, dict[str, plt.Axes]]:
     """One panel per family among ``methods``, in :data:`hashbench.method.FAMILIES` order, at most three a row."""
-    families = sorted({styles[m].family for m in methods}, key=lambda f: (family_rank(f), f))
+    families = sorted({styles[m].family for m in methods}, key=family_key)
     columns = min(3, len(families))
     rows = -(-len(families) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.9 * columns, 3.3 * rows + 0.5), sharex=share, sharey=share,
@@ -216,7 +216,7 @@ def code_distribution_figure(codes_by_method: dict[str, Codes], styles: dict[str
                              multi_label: bool) -> plt.Figure:
     """In the spirit of the MLH paper's Fig. 5: distance histograms of relevant vs irrelevant
     pairs, named as the data defines them (same class, or shares a label)."""
-    order = sorted(codes_by_method, key=lambda m: (family_rank(styles[m].family), styles[m].family, m))
+    order = sorted(codes_by_method, key=lambda m: (family_key(styles[m].family), m))
     columns = min(5, len(order))
     rows = -(-len(order) // columns)
     relevant_name, irrelevant_name = pair_names(multi_label)

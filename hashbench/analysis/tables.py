@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hashbench.method import family_rank
+from hashbench.method import family_key
 
 LONG_COLUMNS = ["method", "dataset", "bits", "seed", "metric", "value"]
 #: The CSV's method name for the random-code floor rows.
@@ -33,7 +33,7 @@ FLOOR_QUERIES = 500
 def family_order(records: pd.DataFrame) -> list[str]:
     """The methods of ``records`` grouped by family (in :data:`hashbench.method.FAMILIES` order), then by name."""
     families = dict(zip(records["method"], records["family"], strict=True))
-    return sorted(families, key=lambda m: (family_rank(families[m]), families[m], m))
+    return sorted(families, key=lambda m: (family_key(families[m]), m))
 
 
 @dataclass(frozen=True)

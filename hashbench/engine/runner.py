@@ -243,7 +243,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
                       transform=transform, encoder=encoder, method=method, optimizer=optimizer, scheduler=scheduler,
                       train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing)
     checkpoint = folder / CHECKPOINT
-    if checkpoint.exists() and optimizer is not None and scheduler is not None:
+    if checkpoint.exists() and optimizer is not None and scheduler is not None:  # closed-form fits keep none
         state = load_checkpoint(checkpoint, config.fingerprint())
         encoder.load_state_dict(state["encoder"])
         method.load_state_dict(state["method"])
@@ -251,7 +251,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
         scheduler.load_state_dict(state["scheduler"])
         run.start_epoch, run.step, run.history = state["epoch"], state["step"], state["history"]
         log(f"resumed from {checkpoint} at epoch {run.start_epoch}")
-    if ranks.active and optimizer is not None:  # method state is updated alike on every rank: no buffer broadcast
+    if ranks.active and not method.closed_form:  # method state is updated alike on every rank: no buffer broadcast
         ddp = torch.nn.parallel.DistributedDataParallel
         no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
                           else {"broadcast_buffers": False})
@@ -321,7 +321,7 @@ def fit(run: TrainingRun) -> None:
     """Train from ``run.start_epoch`` to the configured epochs, a checkpoint after each
     (or fit a closed-form method once)."""
     config = run.config
-    if run.optimizer is None or run.scheduler is None:
+    if run.method.closed_form:
         fit_closed_form(run)
         return
     train_s = 0.0
