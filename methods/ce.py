@@ -1,0 +1,127 @@
+"""CE: the cross-entropy baseline, a classifier on the codes of a hash layer.
+
+No paper defines it as a method; it is the "Cross Entropy" row of the benchmark of the
+OrthoHash authors' framework, github.com/CISiPLab/cisip-FIRe (``configs/templates/ce.yaml``,
+``functions/loss/ce.py``, ``models/architectures/arch_ce.py``, ``train.py``), the public code
+that defines it. Facts taken from it:
+
+* Hash layer: one Linear(d, bits) on the backbone feature, without bias (``--hash-bias`` is
+  off by default), then the layer's output activation (``hash_fc_output``); a linear
+  classifier Linear(bits, classes), with bias, on that output; loss: cross-entropy of the
+  classifier's logits, weight 1; the binary code is the sign of the hash layer's output.
+* Multi-label data: softmax cross-entropy against the label row divided by its number of
+  labels (``multi_label_loss="softmax"``; one-hot rows give the plain cross-entropy).
+* Recipe (``train.py``'s defaults): Adam (lr 1e-4, weight decay 5e-4), backbone lr x0.1,
+  batch 64, 100 epochs, lr x0.1 after 80% of them. Train-time augmentation per dataset
+  (``utils/augmentations.py``, ``configs.py``): ImageNet-100 and COCO random resized crop +
+  flip (``crop_flip``, the default); NUS-WIDE resize, random crop, flip (``random_crop_flip``);
+  CIFAR-10 flip + brightness/contrast jitter 0.05 (``flip_jitter``).
+
+hashbench's choices (the brief of this benchmark fixes the baseline as "classification head +
+sign of a hash layer" with tanh): the output activation is tanh (FIRe's ``hash_fc_output:
+tanh``; FIRe's default is the identity), so the classifier sees codes in (-1, 1) whose
+signs are the binary code. On multi-label data the default loss is binary cross-entropy per
+class (``multi_label_loss="bce"``: sigmoid of each logit against the label's 0/1, averaged
+over classes and items; FIRe keeps that line commented out); ``softmax`` gives FIRe's.
+Single-label data always uses the plain softmax cross-entropy. Whether data are
+multi-label is decided once, from the whole training split (``on_fit_start``: some row has
+more than one label), as FIRe's per-dataset ``multiclass`` flag, never per batch.
+
+:class:`CodeClassifier` and :func:`classification_loss` are shared by the classification
+family (CE, GreedyHash, JMLH).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hashbench.method import HashLayer, HashMethod, Param, choice, head_param
+
+MULTI_LABEL_LOSSES = ("bce", "softmax")
+
+
+def classification_loss(*, logits: torch.Tensor, labels: torch.Tensor, multi_label: bool, multi_label_loss: str
+                        ) -> torch.Tensor:
+    """Cross-entropy of the classifier on the codes: softmax cross-entropy against y / |y|
+    (the plain cross-entropy on one-hot rows), or, on multi-label data with
+    ``multi_label_loss="bce"``, binary cross-entropy per class averaged over classes and items."""
+    if multi_label and multi_label_loss == "bce":
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    targets = labels / labels.sum(1, keepdim=True).clamp_min(1)
+    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
+
+
+@dataclass
+class ClassifierOutput:
+    """Continuous codes (their sign is the binary code) and the class logits computed on them."""
+
+    codes: torch.Tensor
+    logits: torch.Tensor
+
+
+class CodeClassifier(HashMethod):
+    """The classification family's common part: a Linear(bits, classes) classifier on the
+    codes and the dataset's multi-label flag (set once from the training labels)."""
+
+    family = "classification"
+    params: ClassVar[dict[str, Param]] = {
+        "multi_label_loss": choice("softmax", MULTI_LABEL_LOSSES, help="loss on multi-label data"),
+    }
+    #: Whether the classifier has a bias (GreedyHash's reference has none).
+    classifier_bias: ClassVar[bool] = True
+
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
+                 multi_label_loss: str) -> None:
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
+        self.multi_label_loss = multi_label_loss
+        self.classifier = nn.Linear(bits, num_classes, bias=self.classifier_bias)
+        self.register_buffer("multi_label", torch.tensor(False))
+
+    def on_fit_start(self, train_labels: torch.Tensor) -> None:
+        self.multi_label.fill_(bool((train_labels.sum(1) > 1).any()))
+
+    def codes(self, output: ClassifierOutput) -> torch.Tensor:
+        return output.codes
+
+    def classification(self, output: ClassifierOutput, labels: torch.Tensor) -> torch.Tensor:
+        return classification_loss(logits=output.logits, labels=labels, multi_label=bool(self.multi_label),
+                                   multi_label_loss=self.multi_label_loss)
+
+
+class CE(CodeClassifier):
+    """The cross-entropy baseline: tanh hash layer, linear classifier on its output."""
+
+    name = "ce"
+    summary = "CE (baseline, as in FIRe's benchmark): tanh hash layer + linear classifier, cross-entropy"
+    params: ClassVar[dict[str, Param]] = {
+        "multi_label_loss": choice("bce", MULTI_LABEL_LOSSES, help="loss on multi-label data"),
+        "head": head_param("linear"),
+    }
+    train_defaults: ClassVar[dict[str, Any]] = {
+        "optimizer": "adam", "lr": 1e-4, "backbone_lr_mult": 0.1, "weight_decay": 5e-4, "batch_size": 64,
+        "epochs": 100, "scheduler": "step", "lr_step": 80, "lr_gamma": 0.1, "augment": "crop_flip",
+    }
+    frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30}
+    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "cifar10*": {"augment": "flip_jitter"}, "nuswide*": {"augment": "random_crop_flip"},
+    }
+
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
+                 multi_label_loss: str, head: str) -> None:
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
+                         multi_label_loss=multi_label_loss)
+        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=True, bias=False)
+
+    def forward(self, features: torch.Tensor) -> ClassifierOutput:
+        codes = self.hash_layer(features)
+        return ClassifierOutput(codes=codes, logits=self.classifier(codes))
+
+    def loss(self, output: ClassifierOutput, *, labels: torch.Tensor, index: torch.Tensor, step: int
+             ) -> dict[str, torch.Tensor]:
+        ce = self.classification(output, labels)
+        return {"loss": ce, "ce": ce}
