@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from conftest import subprocess_env
 
 from hashbench.eval import evaluate, mean_average_precision
 
@@ -181,3 +185,22 @@ def test_distances_beyond_255_bits():
     ql, dl = np.eye(3)[rng.integers(0, 3, 4)], np.eye(3)[rng.integers(0, 3, 50)]
     expected = brute_force_ap(q >= 0, d >= 0, ql, dl, 10)
     assert mean_average_precision(q, d, ql, dl, topk=10) == pytest.approx(expected, abs=1e-9)
+
+
+def test_evaluation_leaves_torch_thread_count_alone():
+    """Numba's OpenMP pool (here 2 threads) must not change the thread count torch trains the
+    next run of a grid with (here 1): it did, and later runs trained 2-4 x slower."""
+    script = (
+        "import numpy as np, torch\n"
+        "from hashbench.eval import evaluate\n"
+        "rng = np.random.default_rng(0)\n"
+        "codes, labels = rng.standard_normal((50, 16)), rng.integers(0, 3, 50)\n"
+        "before = torch.get_num_threads()\n"
+        "for ties in ('index', 'expected'):\n"
+        "    evaluate(codes, codes, labels, labels, ties=ties, backend='numba')\n"
+        "    evaluate(torch.tensor(codes), torch.tensor(codes), labels, labels, ties=ties, backend='torch')\n"
+        "print(before, torch.get_num_threads())\n"
+    )
+    env = subprocess_env(NUMBA_NUM_THREADS="2", OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1"]

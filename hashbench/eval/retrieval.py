@@ -22,7 +22,8 @@ database item per thread plus the packed inputs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +162,22 @@ def _expected_query(ht, hr, topks, cutoffs, ap_row, rel_row):
             seen_rel += hr[d]
         else:
             rel_row[c] = seen_rel
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """Run numba's parallel kernels without changing torch's thread count afterwards.
+
+    Numba's OpenMP threading layer shares libgomp with torch and sets its thread count to
+    the number of cores; without this, every run after the first evaluation in a process
+    (a grid) trained with that many threads regardless of ``OMP_NUM_THREADS``: twice to four
+    times slower for small models on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 @njit(parallel=True, cache=True)
@@ -311,12 +328,14 @@ def evaluate(
             resolved, cut, ties == "expected",
         )
         if ties == "expected":
-            ap, rel_at = expected_from_histograms(hist_total, hist_rel, resolved, cut)
+            with torch_threads_kept():
+                ap, rel_at = expected_from_histograms(hist_total, hist_rel, resolved, cut)
     else:  # the database word-major: one contiguous column per 64-bit word
-        ap, hist_total, hist_rel, rel_at = _rank_all(
-            pack_rows(q_bits), pack_rows(q_labels), np.ascontiguousarray(pack_rows(d_bits).T),
-            np.ascontiguousarray(pack_rows(d_labels).T), bits + 1, resolved, cut, ties == "expected",
-        )
+        with torch_threads_kept():
+            ap, hist_total, hist_rel, rel_at = _rank_all(
+                pack_rows(q_bits), pack_rows(q_labels), np.ascontiguousarray(pack_rows(d_bits).T),
+                np.ascontiguousarray(pack_rows(d_labels).T), bits + 1, resolved, cut, ties == "expected",
+            )
     within_total = np.cumsum(hist_total, axis=1)
     within_rel = np.cumsum(hist_rel, axis=1)
     n_relevant = within_rel[:, -1:]
