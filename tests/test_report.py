@@ -353,13 +353,13 @@ def test_every_method_keeps_one_distinct_style_and_panels_group_families():
     from hashbench.registry import METHODS
 
     families = {name: METHODS.get(name).family for name in METHODS.names()}
-    families.update({f"plugin{i}": "pairwise" for i in range(12)})  # more than the palette holds
+    families.update({f"plugin{i}": "pairwise" for i in range(25)})  # more than twice the palette
     styles = method_styles(families)
-    looks = {(s.colour, s.marker, s.filled) for s in styles.values()}
+    looks = {(s.colour, s.marker, s.filled, s.linestyle) for s in styles.values()}
     assert len(looks) == len(styles)
     for family in set(families.values()):
         members = [styles[m] for m in families if families[m] == family]
-        assert len({(s.colour, s.filled) for s in members}) == len(members)
+        assert len({(s.colour, s.filled, s.linestyle) for s in members}) == len(members)
         assert len({s.marker for s in members}) == 1
     assert styles == method_styles(dict(reversed(list(families.items()))))  # not order-dependent
 

@@ -33,8 +33,9 @@ SEED = 0
 
 #: One marker per family, so a method's (colour, marker) pair is unique across the report.
 FAMILY_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-#: Colours within a family; a family of more methods than this cycles with a hollow marker.
+#: Colours within a family; a larger family cycles with hollow markers, then with each further line style.
 PALETTE_SIZE = 10
+LINE_STYLES = ("-", "--", ":", "-.")
 CONTEXT_GREY = (0.78, 0.78, 0.78)
 
 
@@ -46,12 +47,15 @@ class Style:
     marker: str
     family: str
     filled: bool = True
+    linestyle: str = "-"
 
 
 def method_styles(families: dict[str, str]) -> dict[str, Style]:
     """Method -> :class:`Style`, from method -> family. Colours are assigned within each
     family from seaborn's colour-blind palette, so the methods of one panel never share a
-    colour; the marker is the family's, so no two methods of a report look alike."""
+    colour; the marker is the family's, so no two methods of a report look alike. A family
+    larger than the palette goes round it again with hollow markers, then with each further
+    line style (80 methods a family before two look alike)."""
     palette = sns.color_palette("colorblind", n_colors=PALETTE_SIZE)
     styles: dict[str, Style] = {}
     by_family: dict[str, list[str]] = {}
@@ -60,12 +64,14 @@ def method_styles(families: dict[str, str]) -> dict[str, Style]:
     for family, methods in by_family.items():
         marker = FAMILY_MARKERS[family_key(family)[0] % len(FAMILY_MARKERS)]
         for i, method in enumerate(sorted(methods)):
-            styles[method] = Style(palette[i % PALETTE_SIZE], marker, family, filled=i < PALETTE_SIZE)
+            lap = i // PALETTE_SIZE
+            styles[method] = Style(palette[i % PALETTE_SIZE], marker, family, filled=lap % 2 == 0,
+                                   linestyle=LINE_STYLES[lap // 2 % len(LINE_STYLES)])
     return styles
 
 
 def _line_style(style: Style) -> dict[str, object]:
-    return {"color": style.colour, "marker": style.marker, "markersize": 3,
+    return {"color": style.colour, "marker": style.marker, "markersize": 3, "linestyle": style.linestyle,
             "markerfacecolor": style.colour if style.filled else "white"}
 
 
