@@ -27,7 +27,7 @@ def hashbench(*args):
 
 @pytest.mark.slow
 def test_overlapping_grids_train_each_run_once(tmp_path):
-    common = ["--methods", "csq", "--epochs", "4", "--results", tmp_path, "--no-progress"]
+    common = ["--methods", "csq", "--epochs", "2", "--results", tmp_path, "--no-progress"]
     first = hashbench("run", "--bits", "16,32", *common)
     second = hashbench("run", "--bits", "32,16,64", *common)
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]

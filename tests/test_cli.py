@@ -18,14 +18,14 @@ CHANCE = 0.1  # ten balanced classes
 @pytest.mark.slow
 def test_run_skip_and_report(cli, tmp_path):
     results = tmp_path / "results"
-    out = cli("run", "--methods", "csq", "--bits", "16,32", "--epochs", "6", "--results", results, "--no-progress")
+    out = cli("run", "--methods", "csq", "--bits", "16,32", "--epochs", "3", "--results", results, "--no-progress")
     assert out.exit_code == 0, out.output
     for bits in (16, 32):
         folder = results / "digits" / "csq" / str(bits) / "seed0"
         record = json.loads((folder / "result.json").read_text())
         assert record["status"] == "done"
         assert record["protocol"]["sizes"] == {"train": 1597, "query": 200, "database": 1597}
-        assert record["config"]["epochs"] == 6 and record["config"]["hparams"]["quantization_weight"] is None
+        assert record["config"]["epochs"] == 3 and record["config"]["hparams"]["quantization_weight"] is None
         metrics = record["metrics"]
         assert metrics["topk"] == 1597 and set(metrics) >= {"map@1597", "map_expected@1597"}
         assert 5 * CHANCE < metrics["map_expected@1597"] <= 1 and 5 * CHANCE < metrics["map@1597"] <= 1
@@ -34,7 +34,7 @@ def test_run_skip_and_report(cli, tmp_path):
         codes = load_codes(folder)
         assert codes["query_codes"].shape == (200, bits) and codes["database_codes"].shape == (1597, bits)
         assert not (folder / "checkpoint.pt").exists()
-    again = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "6", "--results", results, "--no-progress")
+    again = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "3", "--results", results, "--no-progress")
     assert again.exit_code == 0 and "skipped" in again.output
 
     report = cli("report", "--results", results, "--out", tmp_path / "report")
