@@ -28,6 +28,8 @@ reports=${REPORTS:-reports/cifar10-frozen}
 methods=dpsh,hashnet,csq,orthohash,mlh
 breadth=ce,dsh,dhn,dch,dtsh,dsdh,greedyhash,dfh,dpn,idhn,adsh,dbdh,jmlh,orthoarc
 label_free=lsh,pcah,itq,sh,sdh,bihalf,greedyhash-u
+# t-SNE plots (seconds of CPU each) for one or two methods of each family, not all 40
+tsne=dpsh,hashnet,csq,orthohash,mlh,mlh-moe,dfh,greedyhash,itq,sdh,bihalf
 export TORCH_HOME=${TORCH_HOME:-$(mktemp -d)}
 mkdir -p "$TORCH_HOME/hub/checkpoints"
 ln -sf "$(realpath "$shared/weights/mobilenet_v2-b0353104.pth")" "$TORCH_HOME/hub/checkpoints/"
@@ -66,7 +68,8 @@ for stage in "${stages[@]}"; do
     report) { cat benchmarks/cifar10_frozen_notes.md "$results/convergence-seed0.md" "$results/convergence-3seeds.md"
               printf '\n### Validation curves: mean mAP over 16/32/64 bits of 1,000 held-out training images, seed 0\n\n'
               cat "$results"/validation-curves-*.md; } > "$results/notes.md"
-            hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" --baseline itq ;;
+            hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" --baseline itq \
+              --tsne-methods "$tsne" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
   echo "stage $stage: $(( $(date +%s) - start )) s"

@@ -251,6 +251,10 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
 @click.option("--datasets", default=None, help="Only these datasets (comma-separated).")
 @click.option("--bits", default=None, help="Only these code lengths (comma-separated).")
 @click.option("--tsne-bits", type=int, default=None, help="Code length of the t-SNE plots (default: the longest).")
+@click.option("--tsne-methods", default=None, metavar="METHODS",
+              help="Draw t-SNE plots for these methods only (comma-separated; 'none' for none; default: all). "
+                   "Each plot takes seconds of CPU: a grid of 40 methods on two datasets spends most of the "
+                   "report's time on them.")
 @click.option("--notes", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A Markdown file whose text goes at the top of the report page (how to read the numbers).")
 @click.option("--ties", type=click.Choice(["expected", "index"]), default="expected", show_default=True,
@@ -262,7 +266,8 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
               help="Draw the figures (PR, P@N, code distances, training curves, t-SNE) or write the tables alone.")
 @user_errors
 def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
-                   tsne_bits: int | None, notes: str | None, ties: str, figures: bool, baseline: str | None) -> None:
+                   tsne_bits: int | None, tsne_methods: str | None, notes: str | None, ties: str, figures: bool,
+                   baseline: str | None) -> None:
     """Regenerate tables and figures from the records and saved codes (no retraining)."""
     from hashbench.analysis.report import build_report
 
@@ -272,6 +277,8 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
         bits=[check_bits(b) for b in split_list(bits, "--bits")] if bits else None,
         command=" ".join(["hashbench", *sys.argv[1:]]),
         tsne_bits=tsne_bits,
+        tsne_methods=None if tsne_methods is None else
+        [] if tsne_methods == "none" else split_list(tsne_methods, "--tsne-methods"),
         notes=Path(notes).read_text() if notes else None,
         ties=ties,
         figures=figures,

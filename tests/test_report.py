@@ -206,6 +206,20 @@ def test_report_filters(cli, results, tmp_path):
     assert bad.exit_code != 0 and "no records match" in bad.output
 
 
+@pytest.mark.parametrize(("option", "drawn"), [("csq,mlh", ["csq", "mlh"]), ("none", [])])
+def test_tsne_methods_limits_the_t_sne_plots(cli, results, tmp_path, monkeypatch, option, drawn):
+    from hashbench.analysis import figures
+
+    titles = []
+    monkeypatch.setattr(figures, "tsne_figure",
+                        lambda codes, title, **kwargs: titles.append(title) or figures.plt.figure())
+    root, _, _ = results
+    out = tmp_path / "report"
+    assert cli("report", "--results", root, "--out", out, "--tsne-methods", option).exit_code == 0
+    assert sorted(title.split(":")[1].split(",")[0].strip() for title in titles) == drawn
+    assert sorted(p.stem for p in (out / "figures").glob("tsne_*.png")) == [f"tsne_toy_{m}_32" for m in drawn]
+
+
 def test_label_free_methods_get_a_table_of_their_own(cli, tmp_path):
     root, out = tmp_path / "results", tmp_path / "reports"
     fake_run(root, "csq", 16, 0, quality=0.1)

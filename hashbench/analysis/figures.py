@@ -273,10 +273,11 @@ def class_names_of(records: pd.DataFrame, raw: dict[str, dict]) -> list[str] | N
 
 
 def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, multi_label: dict[str, bool],
-                  tsne_bits: int | None = None) -> list[Path]:
+                  tsne_bits: int | None = None, tsne_methods: list[str] | None = None) -> list[Path]:
     """Every figure for the finished runs in ``records`` (``raw`` maps run path -> record;
     ``multi_label`` maps each dataset to whether its items may carry several labels, which
-    decides how pairs are named and how t-SNE points are coloured).
+    decides how pairs are named and how t-SNE points are coloured; t-SNE plots for
+    ``tsne_methods`` only, None for every method).
 
     Curves are keyed by method, so ``records`` should hold one variant grid: the report passes
     the untagged runs only.
@@ -307,6 +308,8 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, mul
         if bits == tsne_at[dataset]:
             class_names = class_names_of(runs, raw)
             for method, codes in sorted(first.items()):
+                if tsne_methods is not None and method not in tsne_methods:
+                    continue
                 fig = tsne_figure(codes, f"t-SNE: {method}, {dataset}, {bits} bits", multi_label=multi_label[dataset],
                                   class_names=class_names)
                 written += _save(fig, folder, f"tsne_{dataset}_{method}_{bits}")

@@ -104,7 +104,8 @@ def ablation_families(records: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = None, bits: list[int] | None = None,
-                 command: str = "hashbench report", tsne_bits: int | None = None, notes: str | None = None,
+                 command: str = "hashbench report", tsne_bits: int | None = None,
+                 tsne_methods: list[str] | None = None, notes: str | None = None,
                  ties: str = "expected", figures: bool = True, baseline: str | None = None) -> list[Path]:
     """Write every table and figure for the records under ``results_root`` into ``out``,
     and a README.md that shows them all (``figures=False``: the tables alone, in seconds).
@@ -155,7 +156,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
         tables += write(untagged, stem="ablation", title=f"Ablation of {', '.join(families)} (mAP)", methods=methods)
     for tag in sorted(records["tag"].dropna().unique()):
         tables += write(records[records["tag"] == tag], stem=f"map-{tag}", title=f"mAP by Hamming ranking, tag `{tag}`")
-    drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits) if figures else []
+    drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits,
+                          tsne_methods=tsne_methods) if figures else []
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
                 f"from {len(records)} run records in `{results_root}` "
                 f"({(records['status'] == 'done').sum()} finished).\n",
