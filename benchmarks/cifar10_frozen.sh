@@ -80,7 +80,10 @@ for stage in "${stages[@]}"; do
         "$results/validation-curves-e10.md" || true
       "${curve[@]}" --methods greedyhash-u --epochs 60 --every 10 --tag validation-curve-lr1e-3 "${e[@]}" \
         "$results/validation-curves-e11.md" || true
-      "${curve[@]}" --methods ce,greedyhash,jmlh,adsh --stretch 3 "${e[@]}" "$results/validation-curves-e12.md" || true ;;
+      "${curve[@]}" --methods ce,adsh --stretch 3 "${e[@]}" "$results/validation-curves-e12.md" || true
+      "${curve[@]}" --methods greedyhash,jmlh --epochs 90 --every 5 "${e[@]}" "$results/validation-curves-e13.md" || true
+      "${curve[@]}" --methods jmlh --epochs 60 --every 5 --set lr=1e-3 --tag validation-curve-lr1e-3 "${e[@]}" \
+        "$results/validation-curves-e14.md" || true ;;
     report) { cat benchmarks/cifar10_frozen_notes.md "$results/convergence-seed0.md" "$results/convergence-3seeds.md"
               printf '\n### Validation curves: mean mAP of 1,000 held-out training images, seed 0 (over 16/32/64 bits for the first five methods, 32 bits for the others)\n\n'
               cat "$results"/validation-curves-*.md; } > "$results/notes.md"
