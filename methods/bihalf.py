@@ -89,12 +89,30 @@ class BiHalfOutput:
     features: torch.Tensor
 
 
-class BiHalf(HashMethod):
+class FeatureSimilarityHash(HashMethod):
+    """The label-free methods whose codes regress the similarities of fixed features (Bi-half,
+    GreedyHash-U): a hash layer on the feature, the feature kept, detached, for the loss."""
+
+    family = "unsupervised"
+    supervised = False
+    params: ClassVar[dict[str, Param]] = {"head": head_param("linear")}
+
+    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
+                 head: str) -> None:
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
+        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
+
+    def forward(self, features: torch.Tensor) -> BiHalfOutput:
+        return BiHalfOutput(codes=self.hash_layer(features), features=features.detach())
+
+    def codes(self, output: BiHalfOutput) -> torch.Tensor:
+        return output.codes
+
+
+class BiHalf(FeatureSimilarityHash):
     """Bi-half (AAAI 2021): balanced codes per batch, cosine similarities of features preserved."""
 
     name = "bihalf"
-    family = "unsupervised"
-    supervised = False
     summary = "Bi-half (Li & van Gemert, AAAI 2021): half/half bits per batch + feature-similarity regression"
     params: ClassVar[dict[str, Param]] = {
         "gamma": real(6.0, 0.0, help="weight of the (U - B) term in the bi-half layer's gradient"),
@@ -115,15 +133,9 @@ class BiHalf(HashMethod):
 
     def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
                  gamma: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
+                         head=head)
         self.gamma = gamma
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
-
-    def forward(self, features: torch.Tensor) -> BiHalfOutput:
-        return BiHalfOutput(codes=self.hash_layer(features), features=features.detach())
-
-    def codes(self, output: BiHalfOutput) -> torch.Tensor:
-        return output.codes
 
     def loss(self, output: BiHalfOutput, *, labels: torch.Tensor | None, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:

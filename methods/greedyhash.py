@@ -50,8 +50,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, real
-from methods.bihalf import BiHalfOutput, bihalf_loss
+from hashbench.method import HashLayer, Param, choice, head_param, real
+from methods.bihalf import BiHalfOutput, FeatureSimilarityHash, bihalf_loss
 from methods.ce import MULTI_LABEL_LOSSES, ClassifierOutput, CodeClassifier, classification_loss
 from methods.dbdh import binary_sign
 
@@ -140,12 +140,10 @@ class GreedyHash(CodeClassifier):
                                multi_label_loss=self.multi_label_loss)
 
 
-class GreedyHashUnsupervised(HashMethod):
+class GreedyHashUnsupervised(FeatureSimilarityHash):
     """GreedyHash, label-free (NeurIPS 2018): code similarities regress feature similarities."""
 
     name = "greedyhash-u"
-    family = "unsupervised"
-    supervised = False
     summary = "GreedyHash-U (Su et al., NeurIPS 2018): sign codes' cosine similarities regress the features'"
     params: ClassVar[dict[str, Param]] = {
         "alpha": real(0.1, 0.0, help="weight of the | |h| - 1 |^p penalty"),
@@ -166,16 +164,10 @@ class GreedyHashUnsupervised(HashMethod):
 
     def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
                  alpha: float, power: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
+        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
+                         head=head)
         self.alpha = alpha
         self.power = power
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
-
-    def forward(self, features: torch.Tensor) -> BiHalfOutput:
-        return BiHalfOutput(codes=self.hash_layer(features), features=features.detach())
-
-    def codes(self, output: BiHalfOutput) -> torch.Tensor:
-        return output.codes
 
     def loss(self, output: BiHalfOutput, *, labels: torch.Tensor | None, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
