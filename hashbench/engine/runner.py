@@ -243,7 +243,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
                       transform=transform, encoder=encoder, method=method, optimizer=optimizer, scheduler=scheduler,
                       train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing)
     checkpoint = folder / CHECKPOINT
-    if checkpoint.exists() and optimizer is not None and scheduler is not None:  # closed-form fits keep none
+    if checkpoint.exists() and not method.closed_form:  # a closed-form fit takes no checkpoint
         state = load_checkpoint(checkpoint, config.fingerprint())
         encoder.load_state_dict(state["encoder"])
         method.load_state_dict(state["method"])

@@ -21,9 +21,9 @@ database item per thread plus the packed inputs.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,22 +164,27 @@ def _expected_query(ht, hr, topks, cutoffs, ap_row, rel_row):
             rel_row[c] = seen_rel
 
 
-@contextmanager
-def torch_threads_kept() -> Iterator[None]:
-    """Run numba's parallel kernels without changing torch's thread count afterwards.
+def keeps_torch_threads(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """A numba parallel kernel that leaves torch's thread count as it found it.
 
     Numba's OpenMP threading layer shares libgomp with torch and sets its thread count to
     the number of cores; without this, every run after the first evaluation in a process
     (a grid) trained with that many threads regardless of ``OMP_NUM_THREADS``: twice to four
     times slower for small models on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+
+    @functools.wraps(kernel)
+    def kept(*args: Any) -> Any:
+        threads = torch.get_num_threads()
+        try:
+            return kernel(*args)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    return kept
 
 
+@keeps_torch_threads
 @njit(parallel=True, cache=True)
 def expected_from_histograms(hist_total, hist_rel, topks, cutoffs):
     """The ``ties="expected"`` metrics of many queries from their distance histograms."""
@@ -191,6 +196,7 @@ def expected_from_histograms(hist_total, hist_rel, topks, cutoffs):
     return ap, rel_at
 
 
+@keeps_torch_threads
 @njit(parallel=True, cache=True)
 def _rank_all(q_codes, q_labels, db_code_columns, db_label_columns, n_bins, topks, cutoffs, expected):
     """AP at every k in ``topks``, both histograms, and relevant counts at ``cutoffs``
@@ -328,14 +334,12 @@ def evaluate(
             resolved, cut, ties == "expected",
         )
         if ties == "expected":
-            with torch_threads_kept():
-                ap, rel_at = expected_from_histograms(hist_total, hist_rel, resolved, cut)
+            ap, rel_at = expected_from_histograms(hist_total, hist_rel, resolved, cut)
     else:  # the database word-major: one contiguous column per 64-bit word
-        with torch_threads_kept():
-            ap, hist_total, hist_rel, rel_at = _rank_all(
-                pack_rows(q_bits), pack_rows(q_labels), np.ascontiguousarray(pack_rows(d_bits).T),
-                np.ascontiguousarray(pack_rows(d_labels).T), bits + 1, resolved, cut, ties == "expected",
-            )
+        ap, hist_total, hist_rel, rel_at = _rank_all(
+            pack_rows(q_bits), pack_rows(q_labels), np.ascontiguousarray(pack_rows(d_bits).T),
+            np.ascontiguousarray(pack_rows(d_labels).T), bits + 1, resolved, cut, ties == "expected",
+        )
     within_total = np.cumsum(hist_total, axis=1)
     within_rel = np.cumsum(hist_rel, axis=1)
     n_relevant = within_rel[:, -1:]
