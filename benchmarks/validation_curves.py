@@ -44,6 +44,7 @@ def main() -> None:
     lines = [f"| method | dataset | recipe epochs | validation mAP by epoch (mean over {args.bits} bits; "
              f"**recipe**) | best epoch | recipe within {args.tolerance} points of best |", "|---|---|---|---|---|---|"]
     passed = True
+    lengths = {int(b) for b in args.bits.split(",")}
     for method in args.methods.split(","):
         for dataset in args.datasets.split(","):
             recipe = resolve_config(method=method, method_cls=METHODS.get(method), dataset=dataset,
@@ -64,8 +65,10 @@ def main() -> None:
             curves = [[(e["epoch"], e["val_map"]) for e in record["history"] if e.get("val_map") is not None]
                       for _, record in iter_records(args.results)
                       if record["method"] == method and record["dataset"] == dataset and record.get("tag") == args.tag
-                      and record["status"] == "done" and record["seed"] == args.seed]
-            mean = {epoch: 100 * sum(c[i][1] for c in curves) / len(curves) for i, (epoch, _) in enumerate(curves[0])}
+                      and record["status"] == "done" and record["seed"] == args.seed and record["bits"] in lengths]
+            points = [dict(curve) for curve in curves]
+            common = sorted(set.intersection(*(set(p) for p in points)))  # the epochs every length reached
+            mean = {epoch: 100 * sum(p[epoch] for p in points) / len(points) for epoch in common}
             best = max(mean, key=mean.get)
             on_curve = epochs in mean
             ok = on_curve and mean[best] - mean[epochs] < args.tolerance
