@@ -166,7 +166,8 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
                 results_root: str, force: bool, launcher: str, partition: str | None, gpus_per_job: int,
                 cpus_per_job: int, time_limit_min: int, array_parallelism: int, **options: Any) -> None:
     """Train and evaluate the grid methods x datasets x bits x seeds, one record per run."""
-    main_process = world().is_main  # under torchrun, rank 0 alone reports
+    ranks = world()
+    main_process = ranks.is_main  # under torchrun, rank 0 alone reports
     echo = click.echo if main_process else (lambda *args, **kwargs: None)
 
     method_names = split_list(methods, "--methods")
@@ -192,6 +193,10 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         jobs.append(resolve_config(method=method_name, method_cls=cls, dataset=dataset_name,
                                    dataset_defaults=get_dataset(dataset_name)[0].defaults, bits=n_bits, seed=seed,
                                    overrides=own))
+    for config in jobs:  # each rank trains on an equal share of every batch
+        if config.batch_size % ranks.size:
+            raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; "
+                                 f"got {config.batch_size}")
     # Load every dataset (labels and split only): missing data fails before any run.
     loaded: dict[tuple[Any, ...], Any] = {}
     for config in jobs:

@@ -37,7 +37,7 @@ def test_run_skip_and_report(cli, tmp_path):
     again = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "3", "--results", results, "--no-progress")
     assert again.exit_code == 0 and "skipped" in again.output
 
-    report = cli("report", "--results", results, "--out", tmp_path / "report")
+    report = cli("report", "--results", results, "--out", tmp_path / "report", "--no-figures")  # tested in test_report
     assert report.exit_code == 0, report.output
     table = (tmp_path / "report" / "map.md").read_text()
     assert "| csq |" in table and "digits 16 bits" in table

@@ -10,6 +10,7 @@ import sys
 import pytest
 from conftest import subprocess_env
 
+from hashbench.engine.distributed import World
 from hashbench.registry import METHODS
 from hashbench.results import run_dir
 
@@ -62,18 +63,21 @@ def test_two_process_gloo_run_matches_single_process(cli, tmp_path, monkeypatch)
 def test_two_process_fine_tuning_trains_well(tmp_path):
     """With a fine-tuned backbone BatchNorm sees half a batch per rank, so codes differ from
     one process's; the run must still complete and learn."""
-    proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "8", "--no-progress", results=tmp_path)
+    proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "4", "--no-progress", results=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads((run_dir(tmp_path, "digits", "csq", 16, 0) / "result.json").read_text())
     assert record["world_size"] == 2 and record["metrics"]["map_expected@1597"] > 0.7
 
 
-@pytest.mark.slow
-def test_batch_must_split_evenly_over_processes(tmp_path):
-    proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "1", "--batch-size", "63", "--no-progress",
-                    results=tmp_path)
-    assert proc.returncode != 0
-    assert "batch_size must be a multiple of the 2 processes; got 63" in proc.stdout + proc.stderr
+def test_batch_must_split_evenly_over_processes(cli, tmp_path, monkeypatch):
+    """Checked before any run starts, as rank 0 of two processes sees it (torchrun itself is
+    launched by the two tests above)."""
+    monkeypatch.setattr("hashbench.cli.world", lambda: World(rank=0, size=2))
+    result = cli("run", "--methods", "csq", "--bits", "16", "--batch-size", "63", "--no-progress",
+                 "--results", tmp_path)
+    assert result.exit_code != 0
+    assert "batch_size must be a multiple of the 2 processes; got 63" in result.output
+    assert not list(tmp_path.iterdir())  # refused before any run
 
 
 @pytest.mark.slow

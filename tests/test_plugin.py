@@ -52,16 +52,15 @@ def test_entry_point_plugin_is_listed_and_runs(tmp_path):
     (dist / "entry_points.txt").write_text("[hashbench.methods]\ntoyhash = toyhash_plugin:ToyHash\n")
     env = subprocess_env(PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
 
-    def hashbench(*args):
-        return subprocess.run([sys.executable, "-m", "hashbench.cli", *map(str, args)], env=env,
-                              capture_output=True, text=True, timeout=300)
-
-    listed = hashbench("list", "methods")
-    assert listed.returncode == 0, listed.stderr
-    assert "toyhash" in listed.stdout and "toy third-party method" in listed.stdout
-    run = hashbench("run", "--methods", "toyhash", "--bits", "16", "--results", tmp_path / "results",
-                    "--set", "scale=0.25", "--epochs", "3", "--no-progress")
-    assert run.returncode == 0, run.stderr
+    # Both commands in one fresh interpreter (it discovers the entry point as any would);
+    # a second interpreter would only add its start-up.
+    commands = [["list", "methods"],
+                ["run", "--methods", "toyhash", "--bits", "16", "--results", str(tmp_path / "results"),
+                 "--set", "scale=0.25", "--epochs", "3", "--no-progress"]]
+    script = f"from hashbench.cli import main\nfor args in {commands!r}:\n    main(args, standalone_mode=False)"
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "toyhash" in proc.stdout and "toy third-party method" in proc.stdout
     record = json.loads((tmp_path / "results/digits/toyhash/16/seed0/result.json").read_text())
     assert record["status"] == "done" and record["config"]["hparams"] == {"scale": 0.25}
     assert record["metrics"]["map_expected@1597"] > 0.3

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hashbench.data import load_dataset
-from hashbench.data.datasets import LoadOptions
+from hashbench.data.datasets import LoadOptions, digits_table
 from hashbench.validation import HashbenchError
 
 SIZES = {
@@ -62,6 +62,15 @@ def test_digits_split():
     assert sizes == {"train": 1597, "query": 200, "database": 1597}
     assert not set(data.split.query) & set(data.split.database)
     assert len(data.images) == 1797
+
+
+def test_digits_read_directly_equal_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    images, class_ids = digits_table()
+    reference = load_digits()
+    np.testing.assert_array_equal(images, reference.images)
+    np.testing.assert_array_equal(class_ids, reference.target)
 
 
 def test_download_offline_fails_with_one_clear_line(tmp_path, monkeypatch):

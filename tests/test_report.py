@@ -200,7 +200,7 @@ def test_report_file_names_are_safe(cli, tmp_path):
 def test_report_filters(cli, results, tmp_path):
     root, _, _ = results
     out = tmp_path / "only16"
-    assert cli("report", "--results", root, "--out", out, "--bits", "16").exit_code == 0
+    assert cli("report", "--results", root, "--out", out, "--bits", "16", "--no-figures").exit_code == 0
     assert "32 bits" not in (out / "map.md").read_text()
     bad = cli("report", "--results", root, "--out", out, "--datasets", "nope")
     assert bad.exit_code != 0 and "no records match" in bad.output

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import subprocess_env
+from conftest import THREAD_LIMITS, subprocess_env
 
 from hashbench.results import load_codes
 
@@ -23,16 +23,24 @@ def run_folder(root):
     return root / "digits" / "csq" / "16" / "seed0"
 
 
-def run_to_end(results) -> None:
-    """A run in its own process, with the thread count the interrupted run had: a different
-    number of threads sums in another order, which is not what this test is about."""
-    done = subprocess.run([sys.executable, "-m", "hashbench.cli", "run", *ARGS, "--results", str(results)],
-                          capture_output=True, text=True, env=subprocess_env(), timeout=600)
-    assert done.returncode == 0, done.stderr
+@pytest.fixture
+def run_to_end(cli):
+    """A run in this process (only the interrupted one needs a process of its own to kill),
+    with the one thread per pool the interrupted run had: another thread count sums in
+    another order, which is not what this test is about."""
+    def run(results) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(int(THREAD_LIMITS["OMP_NUM_THREADS"]))
+        try:
+            result = cli("run", *ARGS, "--results", results)
+        finally:
+            torch.set_num_threads(threads)
+        assert result.exit_code == 0, result.output
+    return run
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_resumes_to_identical_codes(tmp_path):
+def test_kill_9_then_rerun_resumes_to_identical_codes(tmp_path, run_to_end):
     reference = tmp_path / "reference"
     run_to_end(reference)
 

@@ -208,8 +208,6 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     device = resolve_device(config.device)
     if ranks.active and device.type == "cuda":
         device = torch.device("cuda", ranks.local_rank)
-    if config.batch_size % ranks.size:
-        raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; got {config.batch_size}")
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone, config.weights, config.weights_path)
     transform = ImageTransform(config.image_size or backbone.image_size, backbone.mean, backbone.std, config.augment)
