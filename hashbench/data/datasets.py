@@ -28,6 +28,7 @@ import torch
 from hashbench.data.images import FileImages, ImageStore, TensorImages
 from hashbench.data.protocols import Split, sample_per_class
 from hashbench.data.sources import (
+    LIST_FILES,
     cached_pixels,
     download_torchvision_cifar10,
     fingerprint,
@@ -36,6 +37,7 @@ from hashbench.data.sources import (
     scan_tar,
     scan_tree,
 )
+from hashbench.data.standard import LIST_PRESETS, PROTOCOLS, describe
 from hashbench.registry import DATASETS, UnknownNameError
 from hashbench.validation import HashbenchError
 
@@ -280,8 +282,7 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, skip_c
     ``skip_corrupt`` every image is checked first and unreadable ones are left out (counted)."""
     if not root.is_dir():
         raise HashbenchError(f"data root for {name} not found: {root}")
-    files = {role: root / f"{stem}.txt" for role, stem in (("train", "train"), ("query", "test"),
-                                                            ("database", "database"))}
+    files = {role: root / file for role, file in LIST_FILES.items()}
     lists = {role: read_list_file(path, root, skip_corrupt=skip_corrupt) for role, path in files.items()}
     skipped = sum(lst.skipped for lst in lists.values())
     widths = {role: lst.labels.shape[1] for role, lst in lists.items()}
@@ -304,20 +305,22 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, skip_c
     )
 
 
-def _list_preset(name: str, topk: int) -> Callable[[Path, int, LoadOptions], HashingDataset]:
+def list_folder(name: str, root: Path) -> Path:
+    """Where a list preset's files are under a data root: the root itself when it holds
+    ``train.txt``, else ``<root>/<name>``."""
+    return root if (root / LIST_FILES["train"]).is_file() else root / name
+
+
+def _list_preset(name: str, topk: int | None) -> Callable[[Path, int, LoadOptions], HashingDataset]:
     def load(root: Path, seed: int, options: LoadOptions) -> HashingDataset:
-        folder = root if (root / "train.txt").is_file() else root / name
-        return load_list_dataset(name, folder, topk, seed, options.skip_corrupt)
+        return load_list_dataset(name, list_folder(name, root), topk, seed, options.skip_corrupt)
 
     return load
 
 
-for _name, _topk, _summary in (
-    ("imagenet100", 1000, "ImageNet-100 list files (train 13,000 / query 5,000 / database 128,503; mAP@1000)"),
-    ("coco", 5000, "MS-COCO list files, 80 labels multi-hot (mAP@5000)"),
-    ("nuswide21", 5000, "NUS-WIDE 21 most frequent concepts, multi-hot list files (mAP@5000)"),
-):
-    DATASETS.register(_name, DatasetSpec(_name, _summary, _list_preset(_name, _topk),
+for _name, _title in LIST_PRESETS.items():
+    DATASETS.register(_name, DatasetSpec(_name, f"{_title}, list files ({describe(_name)})",
+                                         _list_preset(_name, PROTOCOLS[_name].topk),
                                          defaults={"backbone": "resnet50"}))
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -149,11 +149,16 @@ def download_torchvision_cifar10(root: Path) -> None:
     CIFAR10(str(root), train=True, download=True)
 
 
+#: The three files of a DeepHash / HashNet list folder, by role.
+LIST_FILES = {"train": "train.txt", "query": "test.txt", "database": "database.txt"}
+
+
 @dataclass(frozen=True)
 class ListFile:
     paths: list[Path]
     labels: np.ndarray  # (N, C) float32 multi-hot
     skipped: int = 0  # unreadable images left out (skip_corrupt)
+    lines: list[int] = field(default_factory=list)  # the line number of each kept row
 
 
 def image_is_readable(path: Path) -> bool:
@@ -164,40 +169,57 @@ def image_is_readable(path: Path) -> bool:
     return True
 
 
-def read_list_file(path: Path, image_root: Path, check_files: bool = True, skip_corrupt: bool = False) -> ListFile:
+def read_list_file(path: Path, image_root: Path, check_files: bool = True, skip_corrupt: bool = False,
+                   problems: list[tuple[str, str, str]] | None = None) -> ListFile:
     """Parse a DeepHash/HashNet list file: ``relative/path l1 l2 ... lC`` per line.
 
     Every line must have the same label width and 0/1 labels, and (when ``check_files``)
     name an existing file; errors name the file and line. ``skip_corrupt`` decodes each
-    image and leaves out (and counts) the lines whose image cannot be read.
+    image and leaves out (and counts) the lines whose image cannot be read. Given a
+    ``problems`` list, a bad line is appended to it as ``(kind, "file:line", message)`` and
+    left out instead of stopping the read, so that ``hashbench data check`` names every one.
     """
     skipped = 0
     if not path.is_file():
         raise HashbenchError(f"missing list file: {path}")
     paths: list[Path] = []
     rows: list[list[float]] = []
+    numbers: list[int] = []
     width = None
+    reported = len(problems or [])
+
+    def bad(kind: str, where: str, message: str) -> None:
+        if problems is None:
+            raise HashbenchError(f"{where}: {message}")
+        problems.append((kind, where, message))
+
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         where = f"{path}:{number}"
         if len(fields) < 2:
-            raise HashbenchError(f"{where}: expected an image path followed by 0/1 labels")
+            bad("malformed line", where, "expected an image path followed by 0/1 labels")
+            continue
         if width is None:
             width = len(fields) - 1
         elif len(fields) - 1 != width:
-            raise HashbenchError(f"{where}: {len(fields) - 1} labels, but earlier lines have {width}")
+            bad("malformed line", where, f"{len(fields) - 1} labels, but earlier lines have {width}")
+            continue
         if any(v not in ("0", "1") for v in fields[1:]):
-            raise HashbenchError(f"{where}: labels must be 0 or 1; got {' '.join(fields[1:])}")
+            bad("malformed line", where, f"labels must be 0 or 1; got {' '.join(fields[1:])}")
+            continue
         image = image_root / fields[0]
         if check_files and not image.is_file():
-            raise HashbenchError(f"{where}: image file not found: {image}")
+            bad("missing image", where, f"image file not found: {image}")
+            continue
         if skip_corrupt and not image_is_readable(image):
             skipped += 1
             continue
         paths.append(image)
         rows.append([float(v) for v in fields[1:]])
-    if not rows:
+        numbers.append(number)
+    if not rows and len(problems or []) == reported:  # no line at all, not only bad ones
         raise HashbenchError(f"{path}: the list file is empty")
-    return ListFile(paths=paths, labels=np.asarray(rows, dtype=np.float32), skipped=skipped)
+    labels = np.asarray(rows, dtype=np.float32).reshape(len(rows), width or 0)
+    return ListFile(paths=paths, labels=labels, skipped=skipped, lines=numbers)
