@@ -2,8 +2,9 @@
 
 Layout: ``<root>/<dataset>/<method>[+<tag>]/<bits>/seed<seed>/`` holding ``result.json``,
 ``codes.npz`` (bit-packed query and database codes, labels and split indices),
-``log.txt`` and, while training, ``checkpoint.pt``. Every write is atomic; a record that
-is replaced (``--force``) is first moved to ``history/`` beside it, never overwritten.
+``log.txt``, ``model.pt`` (unless ``keep_model=false``), while training ``checkpoint.pt``,
+and with ``tensorboard=true`` ``tb/``. Every write is atomic; a record that is replaced
+(``--force``) is first moved to ``history/`` beside it, never overwritten.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ RECORD = "result.json"
 CODES = "codes.npz"
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.txt"
+MODEL = "model.pt"  # the trained hash function of a finished run (hashbench.deploy.model)
+TB_DIR = "tb"  # TensorBoard event files of a run with tensorboard=true (hashbench.engine.tracking)
 SCHEMA_VERSION = 2
 
 
@@ -49,7 +52,7 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 
 
 def archive_previous(folder: Path) -> None:
-    """Move an existing record and its codes to ``history/<finished time>/``."""
+    """Move an existing record, its codes, its model and its TensorBoard logs to ``history/<finished time>/``."""
     record = read_record(folder)
     if record is None:
         return
@@ -60,7 +63,7 @@ def archive_previous(folder: Path) -> None:
         target = folder / "history" / f"{stamp}-{suffix}"
         suffix += 1
     target.mkdir(parents=True)
-    for name in (RECORD, CODES):
+    for name in (RECORD, CODES, MODEL, TB_DIR):
         if (folder / name).exists():
             shutil.move(str(folder / name), str(target / name))
 

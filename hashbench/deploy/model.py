@@ -1,0 +1,241 @@
+"""The trained hash function of a finished run, kept as a slim artifact and loaded back.
+
+A run's ``model.pt`` holds plain data (tensors, numbers, strings), so it loads with
+``torch.load(..., weights_only=True)``: the backbone, the feature standardisation of a frozen
+run, the method's state (heads and buffers; a closed-form method's fit lives in buffers too),
+the test-time transform (image size, mean, std) and the side images were stored at.
+
+The backbone is kept as its state when training changed it (fine-tuned) or nothing else can
+rebuild it (random init). A frozen backbone with pretrained weights is kept as the name of
+those weights (or the weights file given with ``--weights``) and rebuilt from them: every run
+of a frozen grid shares one backbone, and a copy per run would cost 14 MB (MobileNetV2) to
+528 MB (VGG-16) each. Such a model loads where those weights load (``$TORCH_HOME``).
+
+:class:`HashModel` reproduces the runner's encode path exactly (see
+:func:`hashbench.engine.runner.encode`): uint8 pixels -> ``ImageTransform`` at test time ->
+channels-last backbone -> standardisation -> ``method.codes(method(features)) >= 0``, so on
+the CPU the codes of a run's database images equal its saved codes bit for bit (for a
+fine-tuned run; a frozen run's features were extracted in other batches, which may move a
+float by one ulp).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hashbench.data.datasets import HashingDataset
+from hashbench.data.images import FileImages, ImageTransform, TensorImages
+from hashbench.method import HashMethod, create_method
+from hashbench.models.backbones import Backbone, build_backbone
+from hashbench.results import MODEL, read_record
+from hashbench.storage import atomic_write
+from hashbench.validation import HashbenchError
+
+if TYPE_CHECKING:
+    from hashbench.engine.runner import TrainingRun
+
+#: Bumped when the artifact's layout changes.
+ARTIFACT_VERSION = 1
+
+
+class Preprocess(nn.Module):
+    """The test-time :class:`~hashbench.data.images.ImageTransform` as a scriptable module.
+
+    uint8 pixels are used as they are; float pixels are taken in [0, 1] (torchvision's
+    convention) and scaled by 255. Same operations in the same order as the runner's
+    transform, so the result is bit-identical for uint8 input.
+    """
+
+    def __init__(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.register_buffer("scale", torch.tensor([1 / (255 * s) for s in std])[None, :, None, None])
+        shift = [m / s for m, s in zip(mean, std, strict=True)]
+        self.register_buffer("shift", torch.tensor(shift)[None, :, None, None])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() if images.dtype == torch.uint8 else images.float() * 255
+        x = x * self.scale - self.shift
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=[self.image_size, self.image_size], mode="bilinear", align_corners=False,
+                              antialias=x.shape[-1] > self.image_size)
+        return x
+
+
+class CodeHead(nn.Module):
+    """Normalised images -> packed codes: backbone, standardisation, the method's code head,
+    ``>= 0``, bits packed as :func:`numpy.packbits` does (big bit order, zero padding), the
+    format of ``codes.npz``."""
+
+    def __init__(self, backbone: nn.Module, method: HashMethod, feature_mean: torch.Tensor | None,
+                 feature_scale: torch.Tensor | None) -> None:
+        super().__init__()
+        self.backbone = backbone.eval().to(memory_format=torch.channels_last)
+        self.method = method.eval()
+        self.standardize = feature_mean is not None
+        self.register_buffer("feature_mean", feature_mean if feature_mean is not None else torch.zeros(0))
+        self.register_buffer("feature_scale", feature_scale if feature_scale is not None else torch.zeros(0))
+        self.bits = method.bits
+        self.register_buffer("byte_weights", torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int32))
+
+    def bits_of(self, x: torch.Tensor) -> torch.Tensor:
+        """Bool (N, bits) codes of normalised images."""
+        features = self.backbone(x.contiguous(memory_format=torch.channels_last)).float()
+        if self.standardize:
+            features = (features - self.feature_mean) / self.feature_scale
+        return self.method.codes(self.method(features)) >= 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bits = self.bits_of(x).to(torch.int32)
+        padded = F.pad(bits, (0, (-self.bits) % 8))
+        return (padded.reshape(padded.shape[0], -1, 8) * self.byte_weights).sum(-1).to(torch.uint8)
+
+
+class HashModel(nn.Module):
+    """Image batch (uint8, or float in [0, 1]; (N, 3, H, W)) -> packed uint8 codes (N, ceil(bits / 8))."""
+
+    def __init__(self, preprocess: Preprocess, head: CodeHead, *, input_size: int | None) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.head = head
+        self.bits = head.bits
+        self.input_size = input_size  # the side images were stored at (decode there first), None when unknown
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.preprocess(images))
+
+    @torch.no_grad()
+    def encode_bits(self, images: torch.Tensor) -> torch.Tensor:
+        """Bool (N, bits) codes, the form ``load_codes`` returns."""
+        return self.head.bits_of(self.preprocess(images))
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What the record says about a run's model file."""
+
+    file: str
+    bytes: int
+    sha256: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "bytes": self.bytes, "sha256": self.sha256}
+
+
+def _plain_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A state dict of contiguous CPU tensors (no channels-last strides, no views of larger storage)."""
+    return {key: value.detach().cpu().contiguous().clone() for key, value in module.state_dict().items()}
+
+
+def artifact_payload(*, config: Any, backbone: Backbone, transform: ImageTransform, method: HashMethod,
+                     num_classes: int, num_train: int, feature_stats: tuple[torch.Tensor, torch.Tensor] | None,
+                     input_size: int | None) -> dict[str, Any]:
+    """The artifact's content: plain data only, so that ``weights_only=True`` loads it."""
+    mean, scale = feature_stats if feature_stats is not None else (None, None)
+    by_name = bool(config.frozen_backbone) and backbone.weights is not None  # pretrained and unchanged
+    weights_file = str(backbone.weights_file) if backbone.weights_file else None
+    return {
+        "version": ARTIFACT_VERSION,
+        "method": config.method,
+        "hparams": dict(config.hparams),
+        "bits": config.bits,
+        "seed": config.seed,
+        "feature_dim": backbone.feature_dim,
+        "num_classes": num_classes,
+        "num_train": num_train,
+        "backbone": config.backbone,
+        "weights": backbone.weights,
+        # rebuilt from these when the state is not kept: the member name of torchvision's
+        # weights enum ("MobileNet_V2_Weights.IMAGENET1K_V1" -> "IMAGENET1K_V1"), or the file
+        "weights_name": None if not by_name or weights_file else backbone.weights.rsplit(".", 1)[-1],
+        "weights_file": weights_file if by_name else None,
+        "frozen": bool(config.frozen_backbone),
+        "image_size": transform.image_size,
+        "mean": list(transform.mean),
+        "std": list(transform.std),
+        "input_size": input_size,
+        "backbone_state": None if by_name else _plain_state(backbone.module),
+        "feature_mean": None if mean is None else mean.detach().cpu().clone(),
+        "feature_scale": None if scale is None else scale.detach().cpu().clone(),
+        "method_state": _plain_state(method),
+    }
+
+
+def save_artifact(folder: Path, payload: dict[str, Any]) -> ArtifactInfo:
+    """Write ``model.pt`` atomically; its size and sha256 go in the record."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    with atomic_write(folder / MODEL, "wb") as handle:
+        handle.write(data)
+    return ArtifactInfo(MODEL, len(data), hashlib.sha256(data).hexdigest())
+
+
+def artifact_path(folder: Path) -> Path:
+    """The model file of a finished run, or a one-line error that says how to get one."""
+    record = read_record(folder)
+    if record is None:
+        raise HashbenchError(f"no run record in {folder}")
+    if record.get("status") != "done":
+        raise HashbenchError(f"{folder} holds an unfinished run (status {record.get('status')})")
+    info = (record.get("artifacts") or {}).get("model")
+    path = folder / (info["file"] if info else MODEL)
+    if info is None or not path.is_file():
+        raise HashbenchError(f"{folder} has no model artifact (made before models were kept, or with "
+                             "keep_model=false); rerun it with --force to keep one")
+    return path
+
+
+def build_model(payload: dict[str, Any]) -> HashModel:
+    """A :class:`HashModel` in eval mode, on the CPU, from an artifact's content."""
+    if payload.get("version") != ARTIFACT_VERSION:
+        raise HashbenchError(f"model artifact version {payload.get('version')} is not {ARTIFACT_VERSION}")
+    if payload["backbone_state"] is None:  # frozen pretrained weights, kept by name
+        backbone = build_backbone(payload["backbone"], payload["weights_name"], payload["weights_file"])
+    else:
+        backbone = build_backbone(payload["backbone"], None)  # architecture only: the state follows
+        backbone.module.load_state_dict(payload["backbone_state"])
+    method = create_method(payload["method"], feature_dim=payload["feature_dim"], bits=payload["bits"],
+                           num_classes=payload["num_classes"], num_train=payload["num_train"], seed=payload["seed"],
+                           **payload["hparams"])
+    method.load_state_dict(payload["method_state"])
+    head = CodeHead(backbone.module, method, payload["feature_mean"], payload["feature_scale"])
+    preprocess = Preprocess(payload["image_size"], tuple(payload["mean"]), tuple(payload["std"]))
+    return HashModel(preprocess, head, input_size=payload["input_size"]).eval()
+
+
+def load_model(folder: Path) -> HashModel:
+    """The trained hash function of the run in ``folder`` (``weights_only=True``)."""
+    path = artifact_path(folder)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        raise HashbenchError(f"model artifact {path} cannot be read: {str(err).splitlines()[0]}") from None
+    return build_model(payload)
+
+
+def stored_image_size(dataset: HashingDataset) -> int | None:
+    """The side a dataset's images are stored (and fed to the transform) at, when its image
+    store is already loaded (a frozen run on cached features never loads it: None)."""
+    store = dataset.__dict__.get("images")  # the cached property, without loading it
+    if isinstance(store, TensorImages):
+        return int(store.pixels.shape[-1])
+    if isinstance(store, FileImages):
+        return store.load_size
+    return None
+
+
+def keep_model(run: TrainingRun) -> ArtifactInfo:
+    """Save a finished run's hash function as ``model.pt`` in its folder."""
+    payload = artifact_payload(config=run.config, backbone=run.backbone, transform=run.transform, method=run.method,
+                               num_classes=run.dataset.num_classes, num_train=len(run.dataset.split.train),
+                               feature_stats=run.feature_stats, input_size=stored_image_size(run.dataset))
+    return save_artifact(run.folder, payload)

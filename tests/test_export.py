@@ -1,0 +1,147 @@
+"""The kept model artifact and its export: codes of the exported module equal the saved ones."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import invoke
+
+from hashbench.data.datasets import load_dataset
+from hashbench.deploy.model import MODEL, load_model
+from hashbench.models.backbones import build_backbone
+from hashbench.results import RECORD, read_record
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Finished digits runs: DPSH and GreedyHash fine-tuned (small CNN), ITQ in closed form on
+    cached raw pixels, a DPSH run told not to keep its model, and one on a frozen small CNN
+    loaded from a weights file."""
+    root = tmp_path_factory.mktemp("export") / "results"
+    torch.manual_seed(0)
+    torch.save(build_backbone("small_cnn").module.state_dict(), root.parent / "small_cnn.pth")
+    invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--results", root, "--no-progress",
+           "--frozen-backbone", "--weights", root.parent / "small_cnn.pth", "--set", "tag=frozen")
+    invoke("run", "--methods", "dpsh,greedyhash,itq", "--bits", "16", "--epochs", "1", "--results", root,
+           "--no-progress")
+    invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--results", root, "--no-progress",
+           "--set", "keep_model=false", "--set", "tag=nomodel")
+    return root
+
+
+def run_folder(root: Path, method: str) -> Path:
+    return root / "digits" / method / "16" / "seed0"
+
+
+def database_pixels(folder: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """The database images of a digits run and its saved packed database codes."""
+    with np.load(folder / "codes.npz") as codes:
+        index, packed = codes["database_index"], codes["database_codes"]
+    return load_dataset("digits").images.pixels[torch.as_tensor(index)], packed
+
+
+def encode_in_batches(module: torch.nn.Module, pixels: torch.Tensor) -> np.ndarray:
+    """As the runner encodes: batches of 256."""
+    with torch.no_grad():
+        return torch.cat([module(pixels[i : i + 256]) for i in range(0, len(pixels), 256)]).numpy()
+
+
+@pytest.mark.slow
+def test_artifact_recorded_and_loads_with_weights_only(runs: Path) -> None:
+    folder = run_folder(runs, "dpsh")
+    info = read_record(folder)["artifacts"]["model"]
+    data = (folder / info["file"]).read_bytes()
+    assert info["bytes"] == len(data)
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+    payload = torch.load(folder / MODEL, map_location="cpu", weights_only=True)
+    assert payload["method"] == "dpsh" and payload["bits"] == 16 and payload["backbone"] == "small_cnn"
+    assert not payload["frozen"] and payload["input_size"] == 8
+
+
+@pytest.mark.slow
+def test_keep_model_false_writes_and_records_none(runs: Path) -> None:
+    folder = runs / "digits" / "dpsh+nomodel" / "16" / "seed0"
+    assert read_record(folder)["status"] == "done"
+    assert "artifacts" not in read_record(folder)
+    assert not (folder / MODEL).exists()
+    assert read_record(folder)["config"]["keep_model"] is False
+    # keep_model (like tag) is a runtime key: it leaves the run's fingerprint alone
+    assert read_record(folder)["fingerprint"] == read_record(run_folder(runs, "dpsh"))["fingerprint"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dpsh", "greedyhash", "itq"])
+def test_loaded_model_reproduces_database_codes(runs: Path, method: str) -> None:
+    folder = run_folder(runs, method)
+    pixels, packed = database_pixels(folder)
+    assert np.array_equal(encode_in_batches(load_model(folder), pixels), packed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dpsh", "greedyhash", "itq"])
+def test_torchscript_export_reproduces_database_codes(runs: Path, method: str, tmp_path: Path) -> None:
+    folder = run_folder(runs, method)
+    out = tmp_path / f"{method}.pt"
+    invoke("export", folder, "--format", "torchscript", "--out", out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(out))
+    pixels, packed = database_pixels(folder)
+    assert np.array_equal(encode_in_batches(module, pixels), packed)  # bit for bit, on the CPU
+    floats = module(pixels[:64].float() / 255)  # float input in [0, 1] works too
+    assert floats.dtype == torch.uint8 and floats.shape == (64, 2)
+
+
+@pytest.mark.slow
+def test_onnx_export_reproduces_database_codes(runs: Path, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export is an optional extra: pip install 'hashbench[onnx]'")
+    pytest.importorskip("onnxscript", reason="ONNX export is an optional extra: pip install 'hashbench[onnx]'")
+    folder = run_folder(runs, "dpsh")
+    out = tmp_path / "dpsh.onnx"
+    invoke("export", folder, "--format", "onnx", "--out", out)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    pixels, packed = database_pixels(folder)
+    codes = np.concatenate([session.run(None, {session.get_inputs()[0].name: pixels[i : i + 256].numpy()})[0]
+                            for i in range(0, len(pixels), 256)])
+    # onnxruntime's kernels are not torch's: a code at a float's sign boundary may flip
+    assert codes.shape == packed.shape and (np.unpackbits(codes ^ packed).mean() < 0.01)
+
+
+@pytest.mark.slow
+def test_run_without_artifact_is_one_line_error(runs: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "old"
+    shutil.copytree(run_folder(runs, "dpsh"), folder)
+    record = json.loads((folder / RECORD).read_text())
+    del record["artifacts"]
+    (folder / RECORD).write_text(json.dumps(record))
+    (folder / MODEL).unlink()
+    from click.testing import CliRunner
+
+    from hashbench.cli import main
+
+    for args in (["export", str(folder), "--out", str(tmp_path / "m.pt")], ["search", str(folder), "--item", "0"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1
+        message = result.output.strip()
+        assert len(message.splitlines()) == 1 and str(folder) in message and "--force" in message
+
+
+@pytest.mark.slow
+def test_frozen_pretrained_backbone_is_kept_by_name_not_copied(runs: Path) -> None:
+    """Every run of a frozen grid shares its backbone: the artifact names the weights (here a
+    file) instead of holding a copy, and the model rebuilt from them gives the run's codes."""
+    folder = runs / "digits" / "dpsh+frozen" / "16" / "seed0"
+    payload = torch.load(folder / MODEL, map_location="cpu", weights_only=True)
+    assert payload["frozen"] and payload["backbone_state"] is None
+    assert payload["weights_file"] == str(runs.parent / "small_cnn.pth")
+    fine_tuned = read_record(run_folder(runs, "dpsh"))["artifacts"]["model"]["bytes"]
+    assert read_record(folder)["artifacts"]["model"]["bytes"] < fine_tuned / 2
+    pixels, packed = database_pixels(folder)
+    assert np.array_equal(encode_in_batches(load_model(folder), pixels), packed)
