@@ -4,6 +4,11 @@
 #
 #   HASHBENCH_SHARED=../shared bash benchmarks/cifar10_frozen.sh [stage ...]
 #
+# The grids and the report's options live in experiments/cifar10-frozen.toml (each grid stage
+# is `hashbench run --config experiments/cifar10-frozen.toml --grid <stage>`; `hashbench config
+# show --config ...` prints every run's resolved config); $HASHBENCH_SHARED, $RESULTS and
+# $REPORTS override its data root, results and report folders.
+#
 # Stages (default: all, in this order; each skips runs whose record exists, so stages can
 # also run in two shells at once):
 #   main         dpsh, hashnet, csq, orthohash, mlh with their reference heads, both protocols
@@ -25,31 +30,22 @@ set -euo pipefail
 shared=${HASHBENCH_SHARED:-../shared}
 results=${RESULTS:-results/cifar10-frozen}
 reports=${REPORTS:-reports/cifar10-frozen}
-methods=dpsh,hashnet,csq,orthohash,mlh
-breadth=ce,dsh,dhn,dch,dtsh,dsdh,greedyhash,dfh,dpn,idhn,adsh,dbdh,jmlh,orthoarc
-label_free=lsh,pcah,itq,sh,sdh,bihalf,greedyhash-u
-# t-SNE plots (seconds of CPU each) for one or two methods of each family, not all 40
-tsne=dpsh,hashnet,csq,orthohash,mlh,mlh-moe,dfh,greedyhash,itq,sdh,bihalf
+experiment=experiments/cifar10-frozen.toml
 export TORCH_HOME=${TORCH_HOME:-$(mktemp -d)}
 mkdir -p "$TORCH_HOME/hub/checkpoints"
 ln -sf "$(realpath "$shared/weights/mobilenet_v2-b0353104.pth")" "$TORCH_HOME/hub/checkpoints/"
-common=(--data-root "$shared/data" --frozen-backbone --set image_size=128 --bits 16,32,64 --seeds 0,1,2
-        --results "$results" --no-progress)
+grid=(hashbench run --config "$experiment" --data-root "$shared/data" --results "$results" --grid)
+# HEAD=mlp: the equal-head grid with the larger head, under its own tag (the file's is linear)
+head=()
+if [ "${HEAD:-linear}" != linear ]; then head=(--set "head=$HEAD" --set "tag=equal-head-$HEAD"); fi
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(main breadth label-free equal-head ablation convergence curves report)
 echo "cores: $(nproc --all); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}; stages: ${stages[*]}"
 for stage in "${stages[@]}"; do
   start=$(date +%s)
   case $stage in
-    main) hashbench run --methods "$methods" --datasets cifar10,cifar10-1 "${common[@]}" ;;
-    breadth) hashbench run --methods "$breadth" --datasets cifar10,cifar10-1 "${common[@]}" ;;
-    label-free) hashbench run --methods "$label_free" --datasets cifar10,cifar10-1 "${common[@]}" ;;
-    equal-head)
-      same=(--datasets cifar10 --set "head=${HEAD:-linear}" --set "tag=equal-head-${HEAD:-linear}" "${common[@]}")
-      hashbench run --methods hashnet,csq,orthohash,mlh "${same[@]}"
-      hashbench run --methods dpsh "${same[@]}" --seeds 0 ;;
-    ablation) hashbench run --methods mlh-center,mlh-pairwise,mlh-no-moh,mlh-moe,mlh-moh-unshared --datasets cifar10 \
-                "${common[@]}" ;;
+    main|breadth|label-free|ablation) "${grid[@]}" "$stage" ;;
+    equal-head) "${grid[@]}" "$stage" ${head[@]+"${head[@]}"} ;;
     convergence)  # seed 0 alone for the two costly checks (CSQ's MLP head, DPSH at 240 epochs)
       check=(python benchmarks/convergence.py --results "$results" --datasets cifar10 --data-root "$shared/data"
              --bits 16,32,64 --set image_size=128)
@@ -87,8 +83,7 @@ for stage in "${stages[@]}"; do
     report) { cat benchmarks/cifar10_frozen_notes.md "$results/convergence-seed0.md" "$results/convergence-3seeds.md"
               printf '\n### Validation curves: mean mAP of 1,000 held-out training images, seed 0 (over 16/32/64 bits for the first five methods, 32 bits for the others)\n\n'
               cat "$results"/validation-curves-*.md; } > "$results/notes.md"
-            hashbench report --results "$results" --out "$reports" --notes "$results/notes.md" --baseline itq \
-              --tsne-methods "$tsne" ;;
+            hashbench report --config "$experiment" --results "$results" --out "$reports" --notes "$results/notes.md" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
   echo "stage $stage: $(( $(date +%s) - start )) s"

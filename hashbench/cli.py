@@ -1,4 +1,4 @@
-"""The command line: ``hashbench list``, ``hashbench run``, ``hashbench report``.
+"""The command line: ``hashbench list``, ``hashbench run``, ``hashbench config show``, ``hashbench report``.
 
 Thin by design: parse, validate, call the library. A user mistake is one line on stderr
 and a non-zero exit, never a traceback.
@@ -7,27 +7,26 @@ and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
-import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from hashbench.config import (
-    CONFIG_KEYS,
     RUNTIME_KEYS,
     RunConfig,
     config_fingerprint,
     parse_assignments,
-    resolve_config,
-    unknown_key_message,
 )
-from hashbench.data.datasets import PATTERNS, get_dataset
+from hashbench.data.datasets import PATTERNS
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
 from hashbench.engine.runner import execute
+from hashbench.engine.tracking import require_tensorboard
+from hashbench.experiment import Experiment, PlannedRun, distinct_runs, format_runs, load_experiment, plan_runs
 from hashbench.method import family_key
 from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
@@ -133,26 +132,93 @@ def refuse_other_config(config: RunConfig, root: Path) -> None:
                          "--force replaces it (the old record is archived), or use --set tag=NAME or another --results")
 
 
+def given(name: str) -> bool:
+    """Whether the user gave option ``name`` on the command line (it then overrides a config file)."""
+    return click.get_current_context().get_parameter_source(name) not in (
+        None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+#: The options of ``run`` and ``config show``: which runs, configured how.
+RUN_SELECTION = [
+    click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+                 help="An experiment file (TOML: grids, [set], [method.NAME] tables; see the README); options "
+                      "given on the command line override it."),
+    click.option("--grid", "grid_names", default=None, metavar="NAMES",
+                 help="Only these [[grid]] tables of --config (comma-separated; default: all, in file order)."),
+    click.option("--methods", default=None,
+                 help="Comma-separated method names (see `hashbench list methods`); required without --config."),
+    click.option("--bits", default="16,32,64", show_default=True, help="Comma-separated code lengths."),
+    click.option("--datasets", default="digits", show_default=True, help="Comma-separated dataset names."),
+    click.option("--seeds", default="0", show_default=True, help="Comma-separated training seeds."),
+    click.option("--backbone", default=None, help="Backbone name (default: the dataset's)."),
+    click.option("--weights", "weights_path", default=None, type=click.Path(dir_okay=False),
+                 help="A local state dict for the backbone instead of torchvision's pretrained weights."),
+    click.option("--frozen-backbone/--fine-tune", "frozen_backbone", default=None,
+                 help="Train only the hash head(s) on cached backbone features."),
+    click.option("--epochs", type=int, default=None),
+    click.option("--batch-size", type=int, default=None),
+    click.option("--lr", type=float, default=None),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
+    click.option("--results", "results_root", default="results", show_default=True,
+                 type=click.Path(file_okay=False)),
+    click.option("--data-root", default=None, type=click.Path(), help="Where the datasets live (default: ./data)."),
+    click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                 help="Any config key or method hyperparameter; repeatable."),
+    click.option("--progress/--no-progress", default=True, help="Show a progress bar per run."),
+]
+
+
+def run_selection(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add :data:`RUN_SELECTION`'s options to a command."""
+    for option in reversed(RUN_SELECTION):
+        func = option(func)
+    return func
+
+
+def select_runs(*, config_file: str | None, grid_names: str | None, methods: str | None, bits: str, datasets: str,
+                seeds: str, assignments: tuple[str, ...], options: dict[str, Any]
+                ) -> tuple[list[PlannedRun], Experiment | None]:
+    """Every run the options ask for (the grids of the experiment file, if one is given,
+    under the command line's options), resolved and validated before anything loads or trains."""
+    experiment = load_experiment(Path(config_file)) if config_file else None
+    if grid_names is not None and experiment is None:
+        raise HashbenchError("--grid chooses among the [[grid]] tables of an experiment file: give --config FILE")
+    overrides = {k: v for k, v in options.items() if v is not None and given(k)}
+    if "weights_path" in overrides:
+        overrides["weights"] = None
+    overrides.update(parse_assignments(assignments))
+    runs = []
+    wanted = None if grid_names is None else split_list(grid_names, "--grid")
+    for grid in experiment.select(wanted) if experiment else [None]:
+        written = grid.options if grid else {}
+        if given("methods") or "methods" not in written:
+            if methods is None:
+                raise click.UsageError("Missing option '--methods' (or --config FILE with methods = [...])")
+            method_names = split_list(methods, "--methods")
+            for name in method_names:
+                METHODS.get(name)
+        else:
+            method_names = written["methods"]
+        line = {name: given(name) or name not in written for name in ("bits", "seeds", "datasets")}
+        runs += plan_runs(
+            methods=method_names,
+            bits=[check_bits(b) for b in split_list(bits, "--bits")] if line["bits"] else written["bits"],
+            seeds=([check_int("seed", s, 0) for s in split_list(seeds, "--seeds")] if line["seeds"]
+                   else written["seeds"]),
+            datasets=split_list(datasets, "--datasets") if line["datasets"] else written["datasets"],
+            overrides=overrides, grid=grid)
+    return runs, experiment
+
+
+def command_option(name: str, value: Any, experiment: Experiment | None, key: str | None = None) -> Any:
+    """A run option: the command line's when given, else the experiment file's, else its default."""
+    written = experiment.options if experiment else {}
+    return value if given(name) or (key or name) not in written else written[key or name]
+
+
 @main.command("run")
-@click.option("--methods", required=True, help="Comma-separated method names (see `hashbench list methods`).")
-@click.option("--bits", default="16,32,64", show_default=True, help="Comma-separated code lengths.")
-@click.option("--datasets", default="digits", show_default=True, help="Comma-separated dataset names.")
-@click.option("--seeds", default="0", show_default=True, help="Comma-separated training seeds.")
-@click.option("--backbone", default=None, help="Backbone name (default: the dataset's).")
-@click.option("--weights", "weights_path", default=None, type=click.Path(dir_okay=False),
-              help="A local state dict for the backbone instead of torchvision's pretrained weights.")
-@click.option("--frozen-backbone/--fine-tune", "frozen_backbone", default=None,
-              help="Train only the hash head(s) on cached backbone features.")
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr", type=float, default=None)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None)
-@click.option("--results", "results_root", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--data-root", default=None, type=click.Path(), help="Where the datasets live (default: ./data).")
-@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-              help="Any config key or method hyperparameter; repeatable.")
+@run_selection
 @click.option("--force", is_flag=True, help="Rerun runs that already have a record (the old one is archived).")
-@click.option("--progress/--no-progress", default=True, help="Show a progress bar per run.")
 @click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
               help="local: in this process; slurm: one submitit job per run; submitit-local: submitit's local "
                    "executor (real subprocess jobs).")
@@ -162,37 +228,31 @@ def refuse_other_config(config: RunConfig, root: Path) -> None:
 @click.option("--time-limit", "time_limit_min", type=int, default=240, show_default=True, help="Minutes per job.")
 @click.option("--array-parallelism", type=int, default=64, show_default=True, help="Jobs of the array at once.")
 @user_errors
-def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments: tuple[str, ...],
-                results_root: str, force: bool, launcher: str, partition: str | None, gpus_per_job: int,
-                cpus_per_job: int, time_limit_min: int, array_parallelism: int, **options: Any) -> None:
-    """Train and evaluate the grid methods x datasets x bits x seeds, one record per run."""
+def run_command(config_file: str | None, grid_names: str | None, methods: str | None, bits: str, datasets: str,
+                seeds: str, assignments: tuple[str, ...], results_root: str, force: bool, launcher: str,
+                partition: str | None, gpus_per_job: int, cpus_per_job: int, time_limit_min: int,
+                array_parallelism: int, **options: Any) -> None:
+    """Train and evaluate the grid methods x datasets x bits x seeds, one record per run
+    (or the grids of an experiment file, --config)."""
     ranks = world()
     main_process = ranks.is_main  # under torchrun, rank 0 alone reports
     echo = click.echo if main_process else (lambda *args, **kwargs: None)
 
-    method_names = split_list(methods, "--methods")
-    method_classes = {name: METHODS.get(name) for name in method_names}
-    bit_list = [check_bits(b) for b in split_list(bits, "--bits")]
-    seed_list = [check_int("seed", s, 0) for s in split_list(seeds, "--seeds")]
-    dataset_names = split_list(datasets, "--datasets")
-    overrides = {k: v for k, v in options.items() if v is not None}
-    if "weights_path" in overrides:
-        overrides["weights"] = None
-    overrides.update(parse_assignments(assignments))
-    for key in overrides:  # a key no method of the grid knows is a typo, not a per-method setting
-        if key not in CONFIG_KEYS and not any(key in cls.params for cls in method_classes.values()):
-            first = method_names[0]
-            raise HashbenchError(unknown_key_message(key, first, list(method_classes[first].params)))
     # Resolve and validate every run's config before anything loads or trains: the runs and
     # the data loading below act on these resolved values only.
-    jobs = []
-    for dataset_name, method_name, n_bits, seed in itertools.product(dataset_names, method_names, bit_list,
-                                                                     seed_list):
-        cls = method_classes[method_name]
-        own = {k: v for k, v in overrides.items() if k in CONFIG_KEYS or k in cls.params}
-        jobs.append(resolve_config(method=method_name, method_cls=cls, dataset=dataset_name,
-                                   dataset_defaults=get_dataset(dataset_name)[0].defaults, bits=n_bits, seed=seed,
-                                   overrides=own))
+    runs, experiment = select_runs(config_file=config_file, grid_names=grid_names, methods=methods, bits=bits,
+                                   datasets=datasets, seeds=seeds, assignments=assignments, options=options)
+    results_root = command_option("results_root", results_root, experiment, "results")
+    jobs = [run.config for run in distinct_runs(runs, Path(results_root))]
+    launcher = command_option("launcher", launcher, experiment)
+    cluster = ClusterOptions(
+        partition=command_option("partition", partition, experiment),
+        gpus_per_job=command_option("gpus_per_job", gpus_per_job, experiment),
+        cpus_per_job=command_option("cpus_per_job", cpus_per_job, experiment),
+        time_limit_min=command_option("time_limit_min", time_limit_min, experiment, "time_limit"),
+        array_parallelism=command_option("array_parallelism", array_parallelism, experiment))
+    if any(config.tensorboard for config in jobs):
+        require_tensorboard()
     for config in jobs:  # each rank trains on an equal share of every batch
         if config.batch_size % ranks.size:
             raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; "
@@ -203,8 +263,8 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         key = data_key(config)
         if key not in loaded:
             loaded[key] = load_run_dataset(config)
-        method_classes[config.method].check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
-                                                  params=config.hparams)
+        METHODS.get(config.method).check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
+                                               params=config.hparams)
     root = Path(results_root)
     if not force:
         for config in jobs:
@@ -239,14 +299,34 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
         for config in jobs:
             report(config, execute(config, root, loaded[data_key(config)], force=force))
     else:
-        options_ = ClusterOptions(partition=partition, gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job,
-                                  time_limit_min=time_limit_min, array_parallelism=array_parallelism)
-        submit(jobs, root, launcher=launcher, options=options_, force=force, report=report)
+        submit(jobs, root, launcher=launcher, options=cluster, force=force, report=report)
     if failures:
         echo(f"{len(failures)} of {len(jobs)} runs failed:", err=True)
         for label, reason in failures:
             echo(f"  {label}: {reason}", err=True)
         sys.exit(1)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Resolved run configurations, without running anything."""
+
+
+@config_group.command("show")
+@run_selection
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per run: folder, fingerprint, config, and the source of each value.")
+@user_errors
+def config_show_command(config_file: str | None, grid_names: str | None, methods: str | None, bits: str,
+                        datasets: str, seeds: str, assignments: tuple[str, ...], results_root: str, as_json: bool,
+                        **options: Any) -> None:
+    """Print the fully resolved configuration of each run that `hashbench run` with the same
+    options would train, and where each value came from (runner default, method default or
+    recipe, dataset, frozen recipe, file, command line). Nothing is loaded, trained or written."""
+    runs, experiment = select_runs(config_file=config_file, grid_names=grid_names, methods=methods, bits=bits,
+                                   datasets=datasets, seeds=seeds, assignments=assignments, options=options)
+    root = Path(command_option("results_root", results_root, experiment, "results"))
+    click.echo(format_runs(distinct_runs(runs, root), root, experiment, as_json=as_json))
 
 
 @main.command("report")
@@ -269,28 +349,153 @@ def run_command(methods: str, bits: str, datasets: str, seeds: str, assignments:
               help="Add a table of every method's mAP gain over this one (e.g. itq) in the same column.")
 @click.option("--figures/--no-figures", default=True, show_default=True,
               help="Draw the figures (PR, P@N, code distances, training curves, t-SNE) or write the tables alone.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="An experiment file: its [report] table gives these options (results: its top level's by "
+                   "default), options given here override it, and every page names the file.")
 @user_errors
 def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
                    tsne_bits: int | None, tsne_methods: str | None, notes: str | None, ties: str, figures: bool,
-                   baseline: str | None) -> None:
+                   baseline: str | None, config_file: str | None) -> None:
     """Regenerate tables and figures from the records and saved codes (no retraining)."""
     from hashbench.analysis.report import build_report
 
-    written = build_report(
-        Path(results_root), Path(out_dir),
-        datasets=split_list(datasets, "--datasets") if datasets else None,
-        bits=[check_bits(b) for b in split_list(bits, "--bits")] if bits else None,
-        command=" ".join(["hashbench", *sys.argv[1:]]),
-        tsne_bits=tsne_bits,
-        tsne_methods=None if tsne_methods is None else
+    experiment = load_experiment(Path(config_file)) if config_file else None
+    written = {**({"results": experiment.options["results"]} if experiment and "results" in experiment.options
+                  else {}), **(experiment.report if experiment else {})}
+    options = {  # the command line's when given, else the file's, else the default
+        "results": results_root, "out": out_dir,
+        "datasets": split_list(datasets, "--datasets") if datasets else None,
+        "bits": [check_bits(b) for b in split_list(bits, "--bits")] if bits else None,
+        "tsne_bits": tsne_bits,
+        "tsne_methods": None if tsne_methods is None else
         [] if tsne_methods == "none" else split_list(tsne_methods, "--tsne-methods"),
-        notes=Path(notes).read_text() if notes else None,
-        ties=ties,
-        figures=figures,
-        baseline=baseline,
+        "notes": notes, "ties": ties, "figures": figures, "baseline": baseline,
+    }
+    names = {"results": "results_root", "out": "out_dir"}
+    options.update({key: value for key, value in written.items() if not given(names.get(key, key))})
+    if options["notes"] and not Path(options["notes"]).is_file():
+        raise HashbenchError(f"{config_file}: [report] notes: file not found: {options['notes']}")
+    paths = build_report(
+        Path(options["results"]), Path(options["out"]),
+        datasets=options["datasets"],
+        bits=options["bits"],
+        command=" ".join(["hashbench", *sys.argv[1:]]),
+        tsne_bits=options["tsne_bits"],
+        tsne_methods=options["tsne_methods"],
+        notes=Path(options["notes"]).read_text() if options["notes"] else None,
+        ties=options["ties"],
+        figures=options["figures"],
+        baseline=options["baseline"],
+        config=experiment.describe() if experiment else None,
     )
-    for path in written:
+    for path in paths:
         click.echo(str(path))
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "onnx"]), default="torchscript", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@user_errors
+def export_command(run_dir: str, fmt: str, out: str) -> None:
+    """Export a finished run's hash function: image batch (uint8 (N, 3, H, W), or float in [0, 1]
+    for TorchScript) -> packed codes (uint8 (N, ceil(bits / 8)), numpy.packbits order), transform inside."""
+    from hashbench.deploy.export import export_run
+
+    click.echo(str(export_run(Path(run_dir), fmt, Path(out))))
+
+
+@main.command("index")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False),
+              help="The index file (default: RUN_DIR/index.npz).")
+@user_errors
+def index_command(run_dir: str, out: str | None) -> None:
+    """Write a run's database codes as a binary index file (packed codes; FAISS-ready bytes)."""
+    from hashbench.deploy.index import INDEX, save_index
+    from hashbench.deploy.model import artifact_path
+    from hashbench.results import load_codes
+
+    folder = Path(run_dir)
+    artifact_path(folder)  # a finished run with its model: the index is useless without it
+    codes = load_codes(folder)["database_codes"]
+    path = save_index(codes, Path(out) if out else folder / INDEX, bits=codes.shape[1])
+    click.echo(f"{path}: {len(codes)} codes of {codes.shape[1]} bits")
+
+
+@main.command("search")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
+              help="A query image file; repeatable.")
+@click.option("--item", "items", multiple=True, type=int,
+              help="A query item of the run's dataset by index; repeatable.")
+@click.option("--topk", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "kernel", "faiss"]), default="auto", show_default=True,
+              help="faiss (IndexBinaryFlat) when installed, else the project's packed-code kernel; same results.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@user_errors
+def search_command(run_dir: str, images: tuple[str, ...], items: tuple[int, ...], topk: int, backend: str,
+                   as_json: bool) -> None:
+    """Encode query images with a run's model and print their top-k database items (path or index,
+    labels, Hamming distance), ordered by Hamming distance, then database index."""
+    import json
+
+    from hashbench.deploy.search import format_results, search_run
+
+    found = search_run(Path(run_dir), images=[Path(p) for p in images], items=list(items), topk=topk,
+                       backend=backend)
+    click.echo(json.dumps(found, indent=2) if as_json else format_results(found))
+
+
+@main.group("data")
+def data_group() -> None:
+    """Build the standard datasets from their official releases; check any dataset."""
+
+
+@data_group.command("prepare")
+@click.argument("preset", type=click.Choice(["coco", "nuswide21", "imagenet100"]))
+@click.option("--from", "raw", required=True, type=click.Path(file_okay=False),
+              help="The official release, unpacked (see the README's Datasets section for each layout).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for train.txt, test.txt, database.txt and dataset.json.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query and training draws.")
+@click.option("--queries", type=click.IntRange(min=1), default=None, help="Queries in all (default: the protocol's).")
+@click.option("--train", type=click.IntRange(min=1), default=None,
+              help="Training images in all (default: the protocol's).")
+@click.option("--classes", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="imagenet100: a file of WNIDs, one a line, instead of HashNet's 100.")
+@click.option("--skip-missing", is_flag=True,
+              help="Leave out labelled images missing on disk (counted in dataset.json).")
+@click.option("--force", is_flag=True, help="Replace the lists already in --out.")
+@user_errors
+def data_prepare_command(preset: str, raw: str, out: str, classes: str | None, **options: Any) -> None:
+    """Write a standard dataset's list files and dataset.json from its official release."""
+    from hashbench.data.prepare import prepare
+
+    manifest = prepare(preset, Path(raw), Path(out), classes=Path(classes) if classes else None, **options)
+    counts, standard = manifest["counts"], manifest["standard"]
+    click.echo(f"{preset}: train {counts['train']:,} / query {counts['query']:,} / database {counts['database']:,} "
+               f"(standard lists: {standard['train']:,} / {standard['query']:,} / {standard['database']:,}), "
+               f"seed {manifest['seed']}, written to {out}")
+    click.echo(f"check them with: hashbench data check listfile:{out}")
+
+
+@data_group.command("check")
+@click.argument("dataset")
+@click.option("--data-root", default=None, type=click.Path(), help="Where the datasets live (default: ./data).")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Split seed of seeded protocols.")
+@click.option("--decode/--no-decode", default=True, show_default=True,
+              help="Decode every image (finds truncated files) or only check that each exists.")
+@user_errors
+def data_check_command(dataset: str, data_root: str | None, split_seed: int, decode: bool) -> None:
+    """Print a dataset's sizes against its protocol, bad images and lines, label statistics,
+    query/database overlap and list digests; exit non-zero on any problem."""
+    from hashbench.data.check import check_dataset
+
+    report = check_dataset(dataset, Path(data_root) if data_root else None, split_seed=split_seed, decode=decode)
+    click.echo(report.text())
+    if report.problems:
+        raise HashbenchError(report.summary())
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ Precedence, lowest first: :class:`RunConfig`'s defaults < the method's ``train_d
 trained from scratch, which wants its own step size) < the method's ``dataset_defaults``
 for that dataset (settings its reference uses there, e.g. OrthoHash's margin on CIFAR-10)
 < ``frozen_train_defaults`` of the method when ``frozen_backbone`` is on < the user's
-options (CLI flags and ``--set``). The CLI drops options the user did not give, so only
-given values override. Keys that are not fields of :class:`RunConfig` are the method's
+values: a config file's (``hashbench run --config``, see :mod:`hashbench.experiment`) <
+the command line's (flags and ``--set``). The CLI drops options the user did not give, so
+only given values override. Keys that are not fields of :class:`RunConfig` are the method's
 hyperparameters and must be declared in its ``params``; both are validated here, once,
-before any run starts.
+before any run starts. :func:`resolve_with_sources` also says which of these layers set
+each value (``hashbench config show`` prints it); an error about a value from a file names
+the file and the table it was written in.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ DEVICES = ("auto", "cpu", "cuda")
 
 #: Keys that change nothing about the trained model or its numbers; they are left out of
 #: the fingerprint that guards a checkpoint against resuming under another config.
-RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "data_root", "progress", "download", "tag", "eval_every")
+RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "keep_model", "data_root", "progress", "download",
+                "tag", "eval_every", "tensorboard")
 #: The tag of a validation run (``validation > 0``) given none: its numbers are never test numbers.
 VALIDATION_TAG = "validation"
 
@@ -94,7 +98,12 @@ class RunConfig:
     device: str = "auto"
     num_workers: int = 2
     keep_checkpoint: bool = False
+    # Keep the trained hash function of a finished run as model.pt (hashbench.deploy.model).
+    keep_model: bool = True
     progress: bool = True
+    # Write per-step loss terms, per-epoch lr and throughput and the final metrics to <run>/tb/
+    # (needs the tensorboard package); the record's history stays what the report reads.
+    tensorboard: bool = False
     # Every N epochs record the validation mAP in the history (needs validation > 0): one
     # run gives the whole curve, and epoch E of it equals a run of E epochs (same schedule).
     eval_every: int = 0
@@ -208,10 +217,11 @@ def _coerce(key: str, value: Any, like: Any) -> Any:
     return value
 
 
-def method_layers(method_cls: Any, dataset: str) -> list[dict[str, Any]]:
+def method_layers(method_cls: Any, dataset: str) -> list[tuple[str, dict[str, Any]]]:
     """The method's settings for ``dataset``: every ``dataset_defaults`` entry whose
-    pattern matches the dataset's name, in declaration order."""
-    return [values for pattern, values in method_cls.dataset_defaults.items() if fnmatch.fnmatch(dataset, pattern)]
+    pattern matches the dataset's name, as (pattern, values), in declaration order."""
+    return [(pattern, values) for pattern, values in method_cls.dataset_defaults.items()
+            if fnmatch.fnmatch(dataset, pattern)]
 
 
 def unknown_key_message(key: str, method: str, hparams: list[str]) -> str:
@@ -223,6 +233,37 @@ def unknown_key_message(key: str, method: str, hparams: list[str]) -> str:
             f"{method} hyperparameters: {', '.join(sorted(hparams)) or 'none'})")
 
 
+#: Provenance labels of the layers below the user's, lowest first (``hashbench config show``).
+RUNNER_DEFAULT, METHOD_DEFAULT, METHOD_RECIPE, DATASET, FROZEN_RECIPE = (
+    "runner default", "method default", "method recipe", "dataset", "frozen recipe")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Values from one source. ``name`` is its provenance label (``method recipe``,
+    ``command line``, ``file``, ...); a file's layer also carries the file and, per key, the
+    table the value was written in, so that an error about a value points at where to fix it."""
+
+    name: str
+    values: dict[str, Any]
+    file: str | None = None
+    tables: dict[str, str] = field(default_factory=dict)
+
+    def source(self, key: str) -> str:
+        """Where ``key``'s value came from, e.g. ``file [grid main] [set]``."""
+        return " ".join(filter(None, [self.name, self.tables.get(key)]))
+
+    def locate(self, key: str, message: str) -> str:
+        """``message`` about ``key``, prefixed with the file and table (unchanged if not from a file)."""
+        if self.file is None:
+            return message
+        table = self.tables.get(key) or ""
+        method, sep, rest = message.partition(": ")
+        if sep and table.endswith(f"[method.{method}]"):  # "[method.mlh] mlh: alpha ..." would say mlh twice
+            message = rest
+        return f"{self.file}: {table + ' ' if table else ''}{message}"
+
+
 def resolve_config(
     *,
     method: str,
@@ -232,31 +273,87 @@ def resolve_config(
     bits: int,
     seed: int,
     overrides: dict[str, Any],
+    file: Layer | None = None,
 ) -> RunConfig:
     """Merge defaults and user values into a validated :class:`RunConfig` (config keys and
     the method's hyperparameters both checked, with one-line errors)."""
+    return resolve_with_sources(method=method, method_cls=method_cls, dataset=dataset,
+                                dataset_defaults=dataset_defaults, bits=bits, seed=seed, overrides=overrides,
+                                file=file)[0]
+
+
+def resolve_with_sources(
+    *,
+    method: str,
+    method_cls: Any,
+    dataset: str,
+    dataset_defaults: dict[str, Any],
+    bits: int,
+    seed: int,
+    overrides: dict[str, Any],
+    file: Layer | None = None,
+) -> tuple[RunConfig, dict[str, str]]:
+    """:func:`resolve_config`, and for every config key and ``hparams.<name>`` the label of
+    the layer that set its value. ``file`` (a config file's values) sits below ``overrides``
+    (the command line's)."""
     base = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed)
     values = {k: getattr(base, k) for k in CONFIG_KEYS}
     hparams = dict(method_cls.defaults)
-    user = dict(overrides)
-    if "backbone" in user and not {"weights", "weights_path"} & set(user):
-        user["weights"] = "DEFAULT"  # a dataset's default weights belong to its default backbone
-    layers = [method_cls.train_defaults, dataset_defaults, *method_layers(method_cls, dataset)]
-    frozen = False
-    for layer in [*layers, user]:
-        frozen = layer.get("frozen_backbone", frozen)
+    sources = {**dict.fromkeys(values, RUNNER_DEFAULT),
+               **dict.fromkeys((f"hparams.{k}" for k in hparams), METHOD_DEFAULT)}
+    users = [layer for layer in (file, Layer("command line", dict(overrides))) if layer is not None]
+    owner = {key: layer for layer in users for key in layer.values}
+    if "backbone" in owner and not {"weights", "weights_path"} & set(owner):
+        # a dataset's default weights belong to its default backbone
+        layer = owner["backbone"]
+        users[users.index(layer)] = dataclasses.replace(
+            layer, values={**layer.values, "weights": "DEFAULT"},
+            tables={**layer.tables, **({"weights": layer.tables["backbone"]} if "backbone" in layer.tables else {})})
+    layers = [Layer(METHOD_RECIPE, method_cls.train_defaults), Layer(DATASET, dataset_defaults),
+              *[Layer(f"{METHOD_RECIPE} for {pattern}", values)
+                for pattern, values in method_layers(method_cls, dataset)]]
+    frozen, frozen_layer = False, None
+    for layer in [*layers, *users]:
+        if "frozen_backbone" in layer.values:
+            frozen, frozen_layer = layer.values["frozen_backbone"], layer
     if method_cls.closed_form and not frozen:
-        raise HashbenchError(f"{method} is fitted in closed form on fixed features and cannot fine-tune a backbone; "
-                             "drop --fine-tune (or frozen_backbone=false)")
+        message = (f"{method} is fitted in closed form on fixed features and cannot fine-tune a backbone; "
+                   "drop --fine-tune (or frozen_backbone=false)")
+        raise HashbenchError(frozen_layer.locate("frozen_backbone", message) if frozen_layer else message)
     if frozen:
-        layers.append(method_cls.frozen_train_defaults)
-    for layer in [*layers, user]:
-        for key, value in layer.items():
+        layers.append(Layer(FROZEN_RECIPE, method_cls.frozen_train_defaults))
+    for layer in [*layers, *users]:
+        for key, value in layer.values.items():
             if key in values:
-                values[key] = _coerce(key, value, getattr(base, key))
+                try:
+                    values[key] = _coerce(key, value, getattr(base, key))
+                except HashbenchError as err:
+                    raise HashbenchError(layer.locate(key, str(err))) from None
+                sources[key] = layer.source(key)
             elif key in hparams:
                 hparams[key] = value
+                sources[f"hparams.{key}"] = layer.source(key)
             else:
-                raise HashbenchError(unknown_key_message(key, method, list(hparams)))
-    hparams = method_cls.check_params(hparams)
-    return RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()
+                raise HashbenchError(layer.locate(key, unknown_key_message(key, method, list(hparams))))
+    try:
+        hparams = method_cls.check_params(hparams)
+        config = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()
+    except HashbenchError as err:
+        if file is None:
+            raise
+        raise HashbenchError(_locate(str(err), method, users)) from None
+    if sources["tag"] == RUNNER_DEFAULT and config.tag == VALIDATION_TAG:
+        sources["tag"] = f"{RUNNER_DEFAULT} (validation > 0)"
+    return config, sources
+
+
+def _locate(message: str, method: str, users: list[Layer]) -> str:
+    """A validation error prefixed with the file and table of the value it is about, when a
+    file gave that value last. Messages start with the key (``"<key> must be ..."``, or
+    ``"<method>: <key> must be ..."`` for a hyperparameter; see :mod:`hashbench.validation`)."""
+    lead = message.removeprefix(f"{method}: ")
+    owner = {key: layer for layer in users for key in layer.values}
+    for key in sorted(owner, key=len, reverse=True):  # "lr_step" before "lr"
+        if lead.startswith(f"{key} "):
+            return owner[key].locate(key, message)
+    return message

@@ -64,6 +64,7 @@ def test_force_archives_the_old_record(cli, tmp_path):
     assert cli(*args, "--force").exit_code == 0
     archived = list((tmp_path / "digits" / "csq" / "16" / "seed0" / "history").glob("*/result.json"))
     assert len(archived) == 1
+    assert (archived[0].parent / "model.pt").is_file()  # the old model goes with its record
 
 
 @pytest.mark.parametrize(("args", "message"), [

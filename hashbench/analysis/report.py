@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hashbench.analysis.figures import write_figures
+from hashbench.analysis.retrieval_examples import write_retrieval_figures
 from hashbench.analysis.tables import (
     FLOOR_QUERIES,
     TIE_RULES,
@@ -77,13 +78,16 @@ def multi_label_by_dataset(records: pd.DataFrame, raw: dict[str, dict]) -> dict[
 
 
 def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str, *, ties: str, floors: Floors,
-                 multi_label: dict[str, bool], methods: list[str] | None = None) -> list[Path]:
+                 multi_label: dict[str, bool], methods: list[str] | None = None, config: str | None = None
+                 ) -> list[Path]:
     """``<stem>.md`` and ``.tex`` (mAP@K under ``ties``, each dataset's relevance rule, the
-    random-code floor row; rows grouped by method family) and ``<stem>.csv`` (every metric and
-    the floors, long form); ``stem`` goes through :func:`hashbench.results.slug`, as a tag or
-    dataset may hold any character."""
+    random-code floor row, the experiment file ``config`` if given; rows grouped by method
+    family) and ``<stem>.csv`` (every metric and the floors, long form); ``stem`` goes through
+    :func:`hashbench.results.slug`, as a tag or dataset may hold any character."""
     stem = slug(stem)
     table = map_table(records, methods or family_order(records), ties, floors=floors, multi_label=multi_label)
+    if config:  # a table copied out of the report still says which file reproduces it
+        table.captions.append(f"config: {config}")
     frame = long_form(records if methods is None else records[records["method"].isin(methods)], floors)
     csv_path = out / f"{stem}.csv"
     with atomic_write(csv_path) as handle:
@@ -106,7 +110,8 @@ def ablation_families(records: pd.DataFrame) -> dict[str, list[str]]:
 def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = None, bits: list[int] | None = None,
                  command: str = "hashbench report", tsne_bits: int | None = None,
                  tsne_methods: list[str] | None = None, notes: str | None = None,
-                 ties: str = "expected", figures: bool = True, baseline: str | None = None) -> list[Path]:
+                 ties: str = "expected", figures: bool = True, baseline: str | None = None,
+                 config: str | None = None) -> list[Path]:
     """Write every table and figure for the records under ``results_root`` into ``out``,
     and a README.md that shows them all (``figures=False``: the tables alone, in seconds).
 
@@ -116,7 +121,9 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     head for every method) gets its own ``map-<tag>.*``, so that its rows never mix with the main
     ones. Tables show mAP@K under the tie rule ``ties``; the CSV files keep every metric. Every
     table has the random codes' mAP as its floor (:func:`random_code_floors`), and tables,
-    figures and page say per dataset what counts as relevant.
+    figures and page say per dataset what counts as relevant. ``config`` (an experiment file's
+    path and sha256, :meth:`hashbench.experiment.Experiment.describe`) is named on the page and
+    in every table's head.
     """
     check_choice("ties", ties, TIE_RULES)
     if not results_root.is_dir():
@@ -135,7 +142,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     untagged = records[records["tag"].isna()]
     raw = {str(folder): record for folder, record in found}
     multi_label = multi_label_by_dataset(records, raw)
-    write = partial(write_tables, out=out, ties=ties, floors=random_code_floors(records), multi_label=multi_label)
+    write = partial(write_tables, out=out, ties=ties, floors=random_code_floors(records), multi_label=multi_label,
+                    config=config)
     tables: list[Path] = []
     supervised = untagged["supervised"].fillna(True).astype(bool)
     if supervised.any():
@@ -149,7 +157,7 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
             raise HashbenchError(f"--baseline {baseline} has no untagged runs under {results_root}")
         gain = map_table(untagged, family_order(untagged), ties, multi_label=multi_label)
         tables.append(_write(out / slug(f"gain-over-{baseline}.md"),
-                             gain_markdown(gain, baseline, f"Gain over {baseline} (mAP points)")))
+                             gain_markdown(gain, baseline, f"Gain over {baseline} (mAP points)", config=config)))
     families = ablation_families(untagged)
     if families:
         methods = list(dict.fromkeys(m for base, variants in families.items() for m in (base, *variants)))
@@ -158,9 +166,12 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
         tables += write(records[records["tag"] == tag], stem=f"map-{tag}", title=f"mAP by Hamming ranking, tag `{tag}`")
     drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits,
                           tsne_methods=tsne_methods) if figures else []
+    retrievals, missing_images = write_retrieval_figures(untagged, raw, out) if figures else ([], [])
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
                 f"from {len(records)} run records in `{results_root}` "
                 f"({(records['status'] == 'done').sum()} finished).\n",
+                *([f"Configured by the experiment file {config}: `hashbench run --config` with it reruns its "
+                   "grids, `hashbench config show --config` prints every run's config.\n"] if config else []),
                 "What counts as relevant, in every table and figure below:\n",
                 *[f"- {dataset}: {relevance_rule(flag)}" for dataset, flag in multi_label.items()], ""]
     if notes:
@@ -182,4 +193,11 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     for path in drawn:
         if path.suffix == ".png":
             sections.append(f"![{path.stem}](figures/{path.name})  \n[PDF](figures/{path.stem}.pdf)\n")
-    return [*tables, *drawn, _write(out / "README.md", "\n".join(sections))]
+    if retrievals or missing_images:
+        sections.append("## Retrieval examples\n\nFixed queries (seeded) and their top-10 database images for the best "
+                        "method and MLH; green: relevant, red: not; d: Hamming distance.\n")
+        sections += [f"- {line}" for line in missing_images] + ([""] if missing_images else [])
+    for path in retrievals:
+        if path.suffix == ".png":
+            sections.append(f"![{path.stem}](figures/{path.name})  \n[PDF](figures/{path.stem}.pdf)\n")
+    return [*tables, *drawn, *retrievals, _write(out / "README.md", "\n".join(sections))]

@@ -189,12 +189,14 @@ def to_markdown(table: MapTable, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gain_markdown(table: MapTable, baseline: str, title: str) -> str:
+def gain_markdown(table: MapTable, baseline: str, title: str, *, config: str | None = None) -> str:
     """Each method's mean mAP minus ``baseline``'s in the same column, in points (x100), so a
-    reader sees at once how much a method adds over, say, ITQ on the same features."""
+    reader sees at once how much a method adds over, say, ITQ on the same features; ``config``:
+    the experiment file the runs came from."""
     header = ["Method", *[f"{d} {b} bits" for d, b in table.columns]]
     lines = [f"# {title}", "", f"- mean mAP of the method minus mean mAP of `{baseline}` in the same column, in "
-             "points (x100); the tie rule and relevance are those of the main table", "",
+             "points (x100); the tie rule and relevance are those of the main table",
+             *([f"- config: {config}"] if config else []), "",
              "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
     for method in table.methods:
         if method == baseline:

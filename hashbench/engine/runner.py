@@ -32,11 +32,13 @@ from torch import nn
 from hashbench.config import RunConfig
 from hashbench.data.datasets import HashingDataset
 from hashbench.data.images import ImageTransform, iterate_batches
+from hashbench.deploy.model import MODEL, keep_model
 from hashbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from hashbench.engine.claims import CLAIM, Claim
 from hashbench.engine.distributed import World, broadcast, gather_rows, gather_with_grad, world
 from hashbench.engine.features import cached_features
 from hashbench.engine.progress import progress
+from hashbench.engine.tracking import Tracker, make_tracker
 from hashbench.eval import evaluate, mean_average_precision
 from hashbench.method import HashMethod, create_method
 from hashbench.models.backbones import Backbone, build_backbone
@@ -194,6 +196,9 @@ class TrainingRun:
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     images_seen: int = 0
+    tracker: Tracker = field(default_factory=Tracker)  # TensorBoard with tensorboard=true, else a no-op
+    # frozen runs: the standardisation of the cached features, (mean, std + 1e-6), kept with the model
+    feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingRun:
@@ -215,13 +220,15 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
         log(f"{config.method} on {config.dataset}, {config.bits} bits, seed {config.seed}: backbone "
             f"{config.backbone} ({backbone.weights}), {transform.image_size} px, "
             f"{'frozen (cached features)' if config.frozen_backbone else 'fine-tuned, augment ' + config.augment}")
+    feature_stats = None
     if config.frozen_backbone:
         t0 = time.perf_counter()
         source, from_cache = cached_features(protocol_dataset, config.backbone, backbone, transform, device=device,
                                              num_workers=config.num_workers, progress=config.progress)
         if config.standardize_features:
             train_rows = source[torch.as_tensor(dataset.split.train)]
-            source = (source - train_rows.mean(0)) / (train_rows.std(0) + 1e-6)
+            feature_stats = (train_rows.mean(0), train_rows.std(0) + 1e-6)
+            source = (source - feature_stats[0]) / feature_stats[1]
         source = source.to(device)
         timing.update(features_s=time.perf_counter() - t0, features_cached=from_cache)
     else:
@@ -239,7 +246,8 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     scheduler = None if optimizer is None else build_scheduler(config, optimizer)
     run = TrainingRun(config=config, folder=folder, dataset=dataset, ranks=ranks, device=device, backbone=backbone,
                       transform=transform, encoder=encoder, method=method, optimizer=optimizer, scheduler=scheduler,
-                      train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing)
+                      train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing,
+                      feature_stats=feature_stats)
     checkpoint = folder / CHECKPOINT
     if checkpoint.exists() and not method.closed_form:  # a closed-form fit takes no checkpoint
         state = load_checkpoint(checkpoint, config.fingerprint())
@@ -255,6 +263,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
                           else {"broadcast_buffers": False})
         run.model = ddp(run.model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
     log(f"config {config.as_dict()}")
+    run.tracker = make_tracker(config.tensorboard, folder, is_main=ranks.is_main)
     return run
 
 
@@ -294,8 +303,10 @@ def _train_epoch(run: TrainingRun, epoch: int) -> dict[str, float]:
         if not torch.isfinite(total):
             raise NonFiniteLossError(f"non-finite loss {total.item()} at step {run.step} (epoch {epoch})")
         optimizer_step(run.optimizer, method, total, run.step)
-        for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach())
+        terms = {name: float(value.detach()) for name, value in losses.items()}
+        run.tracker.step(run.step, terms)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value
         run.step += 1
         batches += 1
         run.images_seen += len(index)
@@ -327,6 +338,8 @@ def fit(run: TrainingRun) -> None:
                    initial=run.start_epoch, enabled=config.progress and run.ranks.is_main)
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
+        seen = run.images_seen
+        lrs = [group["lr"] for group in run.optimizer.param_groups]  # the rates this epoch trained at
         means = _train_epoch(run, epoch)
         run.scheduler.step()
         seconds = time.perf_counter() - t0
@@ -335,6 +348,9 @@ def fit(run: TrainingRun) -> None:
         if config.eval_every and (epoch + 1) % config.eval_every == 0:
             entry["val_map"] = validation_map(run)
         run.history.append(entry)
+        run.tracker.epoch(epoch + 1, {"lr": lrs[0], **({"lr_backbone": lrs[1]} if len(lrs) > 1 else {}),
+                                      "images_per_s": (run.images_seen - seen) / seconds, "seconds": seconds,
+                                      **{k: v for k, v in entry.items() if k not in ("epoch", "seconds", "lr")}})
         run.log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items()))
         if run.ranks.is_main:
             save_checkpoint(run.folder / CHECKPOINT, {
@@ -460,6 +476,8 @@ def _train_and_record(config: RunConfig, folder: Path, dataset: HashingDataset) 
         run = build(config, folder, dataset)
         fit(run)
         evaluation = evaluate_run(run)
+        if evaluation is not None:
+            run.tracker.final(run.step, evaluation.metrics)
     except Exception as err:  # a failed run must not stop the grid
         expected = isinstance(err, HashbenchError)
         first_line = (str(err).splitlines() or [""])[0]
@@ -472,9 +490,16 @@ def _train_and_record(config: RunConfig, folder: Path, dataset: HashingDataset) 
             write_record(folder, make_record(config, status="failed", reason=reason, run=run,
                                              timing=run.timing if run else None))
         return RunOutcome(config, folder, "failed", reason=reason)
+    finally:
+        if run is not None:
+            run.tracker.close()
     if not ranks.is_main:
         return RunOutcome(config, folder, "done")
     record = make_record(config, status="done", run=run, evaluation=evaluation, timing=run.timing)
+    if config.keep_model:  # the trained hash function, for export and search (hashbench.deploy)
+        record["artifacts"] = {"model": keep_model(run).as_dict()}
+    else:  # a model left by an earlier run of this folder is not this run's
+        (folder / MODEL).unlink(missing_ok=True)
     write_record(folder, record)
     if not config.keep_checkpoint:
         (folder / CHECKPOINT).unlink(missing_ok=True)

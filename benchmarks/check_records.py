@@ -1,0 +1,62 @@
+"""Does a results folder hold the runs of an experiment file, made with exactly its configs?
+
+Resolves every run of the file's grids (``hashbench config show --json``, so nothing runs)
+and compares each with the record in its folder: ``match`` (finished, same fingerprint),
+``differs`` (finished under another config: the differing keys are listed), ``failed``,
+``missing``. Prints one line per run that does not match and the counts; exits 1 if any
+run does not match.
+
+    python benchmarks/check_records.py --config experiments/cifar10-frozen.toml \\
+        --results results/cifar10-frozen [--grid main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from hashbench.config import RUNTIME_KEYS, config_fingerprint
+from hashbench.results import read_record
+
+
+def differing(wanted: dict, stored: dict) -> list[str]:
+    """The keys (``hparams.<name>`` for a hyperparameter) whose values differ, runtime keys left out."""
+    flat = [{**{k: v for k, v in c.items() if k != "hparams"}, **{f"hparams.{k}": v for k, v in c["hparams"].items()}}
+            for c in (wanted, stored)]
+    return [f"{k}: {flat[1].get(k)!r} -> {flat[0].get(k)!r}" for k in sorted(set(flat[0]) | set(flat[1]))
+            if k not in RUNTIME_KEYS and flat[0].get(k) != flat[1].get(k)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--results", required=True, type=Path)
+    parser.add_argument("--grid", default=None)
+    args = parser.parse_args()
+    show = [sys.executable, "-m", "hashbench.cli", "config", "show", "--config", args.config, "--results",
+            str(args.results), "--json", *(["--grid", args.grid] if args.grid else [])]
+    runs = json.loads(subprocess.run(show, check=True, capture_output=True, text=True).stdout)
+    counts: Counter[str] = Counter()
+    for run in runs:
+        record = read_record(Path(run["folder"]))
+        if record is None:
+            status, detail = "missing", ""
+        elif record.get("status") != "done":
+            status, detail = "failed", record.get("reason", "")
+        elif record.get("fingerprint", config_fingerprint(record["config"])) == run["fingerprint"]:
+            status, detail = "match", ""
+        else:
+            status, detail = "differs", "; ".join(differing(run["config"], record["config"]) or ["an older schema"])
+        counts[status] += 1
+        if status != "match":
+            print(f"{status}: {run['folder']} (grid {run['grid']}) {detail}".rstrip())
+    print(f"{len(runs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in ("match", "differs", "failed", "missing")))
+    sys.exit(0 if counts["match"] == len(runs) else 1)
+
+
+if __name__ == "__main__":
+    main()
