@@ -82,13 +82,13 @@ def test_batch_must_split_evenly_over_processes(cli, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_submitit_local_executor_runs_the_grid_and_skips_finished_runs(cli, tmp_path, single_threaded_children):
-    args = ["run", "--methods", "csq", "--bits", "16,32", "--epochs", "2", "--results", tmp_path,
+    # one job: each is an interpreter of its own, and one shows submission and skipping alike
+    args = ["run", "--methods", "csq", "--bits", "16", "--epochs", "2", "--results", tmp_path,
             "--launcher", "submitit-local", "--no-progress"]
     result = cli(*args)
     assert result.exit_code == 0, result.output
-    for bits in (16, 32):
-        record = json.loads((run_dir(tmp_path, "digits", "csq", bits, 0) / "result.json").read_text())
-        assert record["status"] == "done"
+    record = json.loads((run_dir(tmp_path, "digits", "csq", 16, 0) / "result.json").read_text())
+    assert record["status"] == "done"
     jobs_before = len(list((tmp_path / ".submitit").rglob("*_submitted.pkl")))
     again = cli(*args)
     assert again.exit_code == 0
