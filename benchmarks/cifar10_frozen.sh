@@ -12,7 +12,8 @@
 # Stages (default: all, in this order; each skips runs whose record exists, so stages can
 # also run in two shells at once):
 #   main         dpsh, hashnet, csq, orthohash, mlh with their reference heads, both protocols
-#   breadth      the fourteen other supervised deep methods (ce ... orthoarc), reference heads, both protocols
+#   breadth      thirteen of the fourteen other supervised deep methods (ce ... orthoarc), reference heads, both
+#                protocols; breadth-dtsh: DTSH, as long as the other thirteen together
 #   label-free   the unsupervised and shallow methods (lsh, pcah, itq, sh, sdh, bihalf, greedyhash-u), both
 #                protocols (sdh is shallow but supervised: it lands in the supervised table)
 #   equal-head   the same five with one shared head, tag "equal-head-<head>", cifar10 (HEAD=linear by default:
@@ -39,12 +40,12 @@ grid=(hashbench run --config "$experiment" --data-root "$shared/data" --results 
 head=()
 if [ "${HEAD:-linear}" != linear ]; then head=(--set "head=$HEAD" --set "tag=equal-head-$HEAD"); fi
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(main breadth label-free equal-head ablation convergence curves report)
+[ ${#stages[@]} -eq 0 ] && stages=(main breadth breadth-dtsh label-free equal-head ablation convergence curves report)
 echo "cores: $(nproc --all); cache: ${HASHBENCH_CACHE:-~/.cache/hashbench}; stages: ${stages[*]}"
 for stage in "${stages[@]}"; do
   start=$(date +%s)
   case $stage in
-    main|breadth|label-free|ablation) "${grid[@]}" "$stage" ;;
+    main|breadth|breadth-dtsh|label-free|ablation) "${grid[@]}" "$stage" ;;
     equal-head) "${grid[@]}" "$stage" ${head[@]+"${head[@]}"} ;;
     convergence)  # seed 0 alone for the two costly checks (CSQ's MLP head, DPSH at 240 epochs)
       check=(python benchmarks/convergence.py --results "$results" --datasets cifar10 --data-root "$shared/data"

@@ -215,8 +215,9 @@ COMMON = ["--data-root", "../shared/data", "--frozen-backbone", "--set", "image_
 SAME_HEAD = ["--datasets", "cifar10", "--set", "head=linear", "--set", "tag=equal-head-linear", *COMMON]
 STAGES = {
     "main": [["--methods", "dpsh,hashnet,csq,orthohash,mlh", "--datasets", "cifar10,cifar10-1", *COMMON]],
-    "breadth": [["--methods", "ce,dsh,dhn,dch,dtsh,dsdh,greedyhash,dfh,dpn,idhn,adsh,dbdh,jmlh,orthoarc",
+    "breadth": [["--methods", "ce,dsh,dhn,dch,dsdh,greedyhash,dfh,dpn,idhn,adsh,dbdh,jmlh,orthoarc",
                  "--datasets", "cifar10,cifar10-1", *COMMON]],
+    "breadth-dtsh": [["--methods", "dtsh", "--datasets", "cifar10,cifar10-1", *COMMON]],
     "label-free": [["--methods", "lsh,pcah,itq,sh,sdh,bihalf,greedyhash-u", "--datasets", "cifar10,cifar10-1",
                     *COMMON]],
     "equal-head": [["--methods", "hashnet,csq,orthohash,mlh", *SAME_HEAD], ["--methods", "dpsh", *SAME_HEAD,
