@@ -20,6 +20,28 @@ ARGS = ["--methods", "csq,dpsh,itq,lsh", "--bits", "16", "--epochs", "6", "--no-
 #: On frozen features (no BatchNorm in the trained part) two processes optimise exactly the
 #: single-process objective; only the order of floating-point reductions differs.
 TOLERANCE = 0.005
+#: ARGS on frozen features, and a fine-tuned CSQ: two grids of one experiment file, so that
+#: one torchrun launch (three interpreters) serves both tests below.
+EXPERIMENT = """\
+bits = [16]
+progress = false
+results = "{results}"
+
+[[grid]]
+name = "frozen"
+methods = ["csq", "dpsh", "itq", "lsh"]
+frozen_backbone = true
+epochs = 6
+[grid.set]
+head = "linear"
+
+[[grid]]
+name = "fine-tuned"
+methods = ["csq"]
+epochs = 4
+[grid.set]
+tag = "fine-tuned"
+"""
 
 
 def free_port() -> int:
@@ -28,25 +50,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(*args, results):
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+@pytest.fixture(scope="module")
+def torchrun_results(tmp_path_factory):
+    """The results of one two-process launch of EXPERIMENT, its stdout, and its feature cache."""
+    root = tmp_path_factory.mktemp("ddp")
+    config = root / "experiment.toml"
+    config.write_text(EXPERIMENT.format(results=root / "results"))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-                           "-m", "hashbench", "run", *map(str, args), "--results", str(results)],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=900)
+                           "-m", "hashbench", "run", "--config", str(config)],
+                          env=subprocess_env(HASHBENCH_CACHE=str(root / "cache")), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return root / "results", proc.stdout, root / "cache"
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run_matches_single_process(cli, tmp_path, monkeypatch):
+def test_two_process_gloo_run_matches_single_process(cli, tmp_path, monkeypatch, torchrun_results):
     """Gradient methods reach the single-process mAP; closed-form ones (no optimizer, no DDP
-    wrapper: every rank fits the same state, rank 0 writes it) the very same metrics. One
-    torchrun launch for both: each launch starts two interpreters."""
-    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    wrapper: every rank fits the same state, rank 0 writes it) the very same metrics."""
+    double, stdout, cache = torchrun_results
+    monkeypatch.setenv("HASHBENCH_CACHE", str(cache))  # the same cached features
     single = tmp_path / "single"
     assert cli("run", *ARGS, "--frozen-backbone", "--results", single).exit_code == 0
-    double = tmp_path / "ddp"
-    proc = torchrun(*ARGS, "--frozen-backbone", results=double)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("csq digits 16 bits seed 0: mAP") == 1  # rank 0 alone reports
+    assert stdout.count(": mAP@") == 5  # the experiment's five runs, each reported by rank 0 alone
     for method in ("csq", "dpsh", "itq", "lsh"):
         one = json.loads((run_dir(single, "digits", method, 16, 0) / "result.json").read_text())
         two = json.loads((run_dir(double, "digits", method, 16, 0) / "result.json").read_text())
@@ -60,18 +87,18 @@ def test_two_process_gloo_run_matches_single_process(cli, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_two_process_fine_tuning_trains_well(tmp_path):
+def test_two_process_fine_tuning_trains_well(torchrun_results):
     """With a fine-tuned backbone BatchNorm sees half a batch per rank, so codes differ from
     one process's; the run must still complete and learn."""
-    proc = torchrun("--methods", "csq", "--bits", "16", "--epochs", "4", "--no-progress", results=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    record = json.loads((run_dir(tmp_path, "digits", "csq", 16, 0) / "result.json").read_text())
-    assert record["world_size"] == 2 and record["metrics"]["map_expected@1597"] > 0.7
+    double, _, _ = torchrun_results
+    record = json.loads((run_dir(double, "digits", "csq", 16, 0, tag="fine-tuned") / "result.json").read_text())
+    assert record["world_size"] == 2 and not record["config"]["frozen_backbone"]
+    assert record["metrics"]["map_expected@1597"] > 0.7
 
 
 def test_batch_must_split_evenly_over_processes(cli, tmp_path, monkeypatch):
     """Checked before any run starts, as rank 0 of two processes sees it (torchrun itself is
-    launched by the two tests above)."""
+    launched for the two tests above)."""
     monkeypatch.setattr("hashbench.cli.world", lambda: World(rank=0, size=2))
     result = cli("run", "--methods", "csq", "--bits", "16", "--batch-size", "63", "--no-progress",
                  "--results", tmp_path)
