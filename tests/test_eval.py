@@ -187,6 +187,7 @@ def test_distances_beyond_255_bits():
     assert mean_average_precision(q, d, ql, dl, topk=10) == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_evaluation_leaves_torch_thread_count_alone():
     """Numba's OpenMP pool (here 2 threads) must not change the thread count torch trains the
     next run of a grid with (here 1): it did, and later runs trained 2-4 x slower."""

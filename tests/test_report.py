@@ -206,6 +206,7 @@ def test_report_filters(cli, results, tmp_path):
     assert bad.exit_code != 0 and "no records match" in bad.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("option", "drawn"), [("csq,mlh", ["csq", "mlh"]), ("none", [])])
 def test_tsne_methods_limits_the_t_sne_plots(cli, results, tmp_path, monkeypatch, option, drawn):
     from hashbench.analysis import figures
@@ -284,6 +285,7 @@ def fake_multi_label_run(root: Path, dataset: str, method: str, *, state_multi_l
         "metrics": {"topk": 100, "map@100": result.maps[100], "map_expected@100": result.maps[100]}})
 
 
+@pytest.mark.slow
 def test_multi_label_report_states_the_rule_and_a_high_floor(cli, tmp_path, monkeypatch):
     """Multi-label tables, page and figures say "shares a label"; single-label ones "same class";
     the random-code floor is a separate unranked row (and CSV rows), high on multi-label data."""

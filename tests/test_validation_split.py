@@ -41,6 +41,7 @@ def test_configs_without_validation_keep_their_fingerprint():
     assert config_fingerprint({**config, "validation": 100}) != config_fingerprint(older)
 
 
+@pytest.mark.slow
 def test_curve_point_equals_the_shorter_run(cli, tmp_path):
     common = ["run", "--methods", "csq", "--bits", "16", "--results", tmp_path, "--no-progress",
               "--set", "validation=300"]
