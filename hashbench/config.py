@@ -264,22 +264,11 @@ class Layer:
         return f"{self.file}: {table + ' ' if table else ''}{message}"
 
 
-def resolve_config(
-    *,
-    method: str,
-    method_cls: Any,
-    dataset: str,
-    dataset_defaults: dict[str, Any],
-    bits: int,
-    seed: int,
-    overrides: dict[str, Any],
-    file: Layer | None = None,
-) -> RunConfig:
+def resolve_config(**arguments: Any) -> RunConfig:
     """Merge defaults and user values into a validated :class:`RunConfig` (config keys and
-    the method's hyperparameters both checked, with one-line errors)."""
-    return resolve_with_sources(method=method, method_cls=method_cls, dataset=dataset,
-                                dataset_defaults=dataset_defaults, bits=bits, seed=seed, overrides=overrides,
-                                file=file)[0]
+    the method's hyperparameters both checked, with one-line errors); the keyword arguments
+    of :func:`resolve_with_sources`, without the sources."""
+    return resolve_with_sources(**arguments)[0]
 
 
 def resolve_with_sources(
