@@ -198,7 +198,7 @@ def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return out
 
 
-def _coerce(key: str, value: Any, like: Any) -> Any:
+def coerce_value(key: str, value: Any, like: Any) -> Any:
     """Give a user value the type of the default it replaces (ints for float keys, etc.)."""
     if value is None or like is None:
         return value
@@ -315,7 +315,7 @@ def resolve_with_sources(
         for key, value in layer.values.items():
             if key in values:
                 try:
-                    values[key] = _coerce(key, value, getattr(base, key))
+                    values[key] = coerce_value(key, value, getattr(base, key))
                 except HashbenchError as err:
                     raise HashbenchError(layer.locate(key, str(err))) from None
                 sources[key] = layer.source(key)

@@ -57,7 +57,7 @@ from hashbench.config import (
     GRID_OPTIONS,
     Layer,
     RunConfig,
-    _coerce,
+    coerce_value,
     resolve_with_sources,
     unknown_key_message,
 )
@@ -254,7 +254,7 @@ def _parse_set(value: Any, file: str, label: str) -> dict[str, tuple[Any, str]]:
         try:
             item = _scalar(key, item)
             if key in CONFIG_KEYS:
-                item = _coerce(key, item, getattr(RunConfig, key, None))
+                item = coerce_value(key, item, getattr(RunConfig, key, None))
         except HashbenchError as err:
             raise _error(file, label, str(err)) from None
         out[key] = (item, label)
@@ -280,7 +280,7 @@ def _parse_methods(value: Any, file: str, label: str) -> dict[str, dict[str, tup
                 if key in cls.params:
                     item = cls.params[key].check(key, item)
                 elif key in CONFIG_KEYS:
-                    item = _coerce(key, item, getattr(RunConfig, key, None))
+                    item = coerce_value(key, item, getattr(RunConfig, key, None))
                 else:
                     raise HashbenchError(unknown_key_message(key, method, list(cls.params)))
                 values[key] = (item, where)

@@ -108,7 +108,7 @@ def draw_by_family(series: dict[str, tuple[np.ndarray, np.ndarray]], styles: dic
     return fig
 
 
-def _save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
+def save_figure(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
     """``<stem>.png`` and ``.pdf``; ``stem`` goes through :func:`hashbench.results.slug`, as it
     holds dataset names such as ``listfile:/data/x``."""
     stem = slug(stem)
@@ -293,18 +293,18 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, mul
         codes_of = {path: load_codes(Path(path)) for path in runs["path"]}  # each file read once
         curves = curves_by_method(runs, codes_of)
         where = f"{dataset}, {bits} bits"
-        written += _save(pr_figure(curves, styles, f"PR by Hamming radius ({where})"), folder,
+        written += save_figure(pr_figure(curves, styles, f"PR by Hamming radius ({where})"), folder,
                          f"pr_{dataset}_{bits}")
-        written += _save(precision_at_n_figure(curves, styles, f"Precision@N ({where})"), folder,
+        written += save_figure(precision_at_n_figure(curves, styles, f"Precision@N ({where})"), folder,
                          f"precision_at_n_{dataset}_{bits}")
         first = {row.method: codes_of[row.path]
                  for row in runs.sort_values("seed").drop_duplicates("method").itertuples()}
-        written += _save(code_distribution_figure(first, styles, f"Code distances ({where})",
+        written += save_figure(code_distribution_figure(first, styles, f"Code distances ({where})",
                                                   multi_label=multi_label[dataset]),
                          folder, f"code_distribution_{dataset}_{bits}")
         curves_fig = training_curves_figure([raw[p] for p in runs["path"]], styles, f"Training loss ({where})")
         if curves_fig is not None:
-            written += _save(curves_fig, folder, f"training_{dataset}_{bits}")
+            written += save_figure(curves_fig, folder, f"training_{dataset}_{bits}")
         if bits == tsne_at[dataset]:
             class_names = class_names_of(runs, raw)
             for method, codes in sorted(first.items()):
@@ -312,5 +312,5 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, mul
                     continue
                 fig = tsne_figure(codes, f"t-SNE: {method}, {dataset}, {bits} bits", multi_label=multi_label[dataset],
                                   class_names=class_names)
-                written += _save(fig, folder, f"tsne_{dataset}_{method}_{bits}")
+                written += save_figure(fig, folder, f"tsne_{dataset}_{method}_{bits}")
     return written

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hashbench.analysis.figures import save_figure
 from hashbench.data.datasets import HashingDataset
 from hashbench.deploy.index import BinaryIndex
 from hashbench.deploy.search import item_pixels, run_dataset
@@ -51,12 +52,13 @@ def retrieval_figure(dataset: HashingDataset, codes_of: dict[str, dict[str, np.n
     first = next(iter(codes_of.values()))
     rng = np.random.default_rng(SEED)
     picks = np.sort(rng.choice(len(first["query_index"]), min(QUERIES, len(first["query_index"])), replace=False))
-    rows = [(method, int(q)) for method in codes_of for q in picks]
+    found = {method: BinaryIndex(codes["database_codes"], backend="kernel").search(codes["query_codes"][picks], TOPK)
+             for method, codes in codes_of.items()}  # one index and one search per method
+    rows = [(method, row, int(q)) for method in codes_of for row, q in enumerate(picks)]
     fig, axes = plt.subplots(len(rows), TOPK + 1, figsize=(1.1 * (TOPK + 1), 1.3 * len(rows)), squeeze=False)
-    for row, (method, q) in enumerate(rows):
+    for row, (method, pick, q) in enumerate(rows):
         codes = codes_of[method]
-        found = BinaryIndex(codes["database_codes"], backend="kernel").search(codes["query_codes"][q : q + 1], TOPK)
-        positions = found.indices[0]
+        positions, distances = found[method].indices[pick], found[method].distances[pick]
         items = [int(codes["query_index"][q]), *(int(codes["database_index"][p]) for p in positions)]
         pixels = item_pixels(dataset, items)
         relevant = (codes["database_labels"][positions] & codes["query_labels"][q]).any(1)
@@ -72,7 +74,7 @@ def retrieval_figure(dataset: HashingDataset, codes_of: dict[str, dict[str, np.n
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(3)
-            ax.set_xlabel(f"d={found.distances[0][col - 1]}", fontsize=6, color=colour)
+            ax.set_xlabel(f"d={distances[col - 1]}", fontsize=6, color=colour)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -81,8 +83,6 @@ def retrieval_figure(dataset: HashingDataset, codes_of: dict[str, dict[str, np.n
 def write_retrieval_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path) -> tuple[list[Path], list[str]]:
     """The figures (PNG and PDF under ``figures/``), and a line for each (dataset, bits) whose
     images could not be loaded."""
-    from hashbench.analysis.figures import _save
-
     written: list[Path] = []
     notes: list[str] = []
     datasets: dict[str, HashingDataset | str] = {}
@@ -105,5 +105,5 @@ def write_retrieval_figures(records: pd.DataFrame, raw: dict[str, dict], out: Pa
             continue
         codes_of = {method: load_codes(Path(first[method])) for method in methods}
         fig = retrieval_figure(dataset, codes_of, f"Top-{TOPK} retrievals ({name}, {bits} bits; green: relevant)")
-        written += _save(fig, out / "figures", slug(f"retrieval_{name}_{bits}"))
+        written += save_figure(fig, out / "figures", slug(f"retrieval_{name}_{bits}"))
     return written, notes

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from hashbench.eval.codes import pack_rows
-from hashbench.eval.retrieval import _popcount64, keeps_torch_threads
+from hashbench.eval.retrieval import hamming_distances, keeps_torch_threads
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
 
@@ -39,14 +39,11 @@ def _topk(queries, columns, k, bits, out_dist, out_index):
     """For each query, the k nearest database items ordered by (distance, index)."""
     n_db = columns.shape[1]
     for q in prange(queries.shape[0]):
-        dist = np.empty(n_db, dtype=np.int32)
+        dist = np.empty(n_db, dtype=np.uint16)
+        hamming_distances(queries[q], columns, dist)
         hist = np.zeros(bits + 1, dtype=np.int64)
         for i in range(n_db):
-            d = np.uint64(0)
-            for w in range(columns.shape[0]):
-                d += _popcount64(queries[q, w] ^ columns[w, i])
-            dist[i] = d
-            hist[d] += 1
+            hist[dist[i]] += 1
         # the k-th distance, and where each distance's items start in the output
         start = np.zeros(bits + 2, dtype=np.int64)
         for d in range(bits + 1):

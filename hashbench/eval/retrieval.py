@@ -49,6 +49,19 @@ def _popcount64(x):
 
 
 @njit(cache=True)
+def hamming_distances(q_code, db_code_columns, dist):
+    """``dist[j]``: the Hamming distance of packed query ``q_code`` to database item ``j``
+    (uint16; the database word-major, one contiguous column per 64-bit word, so the
+    XOR-popcount loop runs down columns and vectorises)."""
+    dist[:] = 0
+    for w in range(db_code_columns.shape[0]):
+        word = q_code[w]
+        column = db_code_columns[w]
+        for j in range(dist.shape[0]):
+            dist[j] += np.uint16(_popcount64(word ^ column[j]))
+
+
+@njit(cache=True)
 def _distances(q_code, q_label, db_code_columns, db_label_columns, dist, rel, hist_total, hist_rel):
     """Fill the per-item distance and relevance of one query and both histograms.
 
@@ -58,12 +71,7 @@ def _distances(q_code, q_label, db_code_columns, db_label_columns, dist, rel, hi
     """
     n_db = dist.shape[0]
     n_bins = hist_total.shape[0]
-    dist[:] = 0
-    for w in range(db_code_columns.shape[0]):
-        word = q_code[w]
-        column = db_code_columns[w]
-        for j in range(n_db):
-            dist[j] += np.uint16(_popcount64(word ^ column[j]))
+    hamming_distances(q_code, db_code_columns, dist)
     rel[:] = 0
     for w in range(db_label_columns.shape[0]):
         word = q_label[w]
