@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hashbench.deploy.index import BinaryIndex, faiss_available, pack_bytes
+from hashbench.eval.threads import set_kernel_threads
 
 
 def peak_rss_mb() -> float:
@@ -44,12 +45,10 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=64)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--topk", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="numba and FAISS threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=None, help="kernel and FAISS threads (default: all cores)")
     args = parser.parse_args()
     if args.threads:
-        import numba
-
-        numba.set_num_threads(args.threads)
+        set_kernel_threads(args.threads)
         if faiss_available():
             import faiss
 

@@ -189,8 +189,9 @@ def test_distances_beyond_255_bits():
 
 @pytest.mark.slow
 def test_evaluation_leaves_torch_thread_count_alone():
-    """Numba's OpenMP pool (here 2 threads) must not change the thread count torch trains the
-    next run of a grid with (here 1): it did, and later runs trained 2-4 x slower."""
+    """Evaluating on 2 kernel threads must not change the thread count torch trains the next
+    run of a grid with (here 1): numba's OpenMP pool once did, and later runs trained 2-4 x
+    slower."""
     script = (
         "import numpy as np, torch\n"
         "from hashbench.eval import evaluate\n"

@@ -3,9 +3,10 @@
 Results are ordered by Hamming distance, then by database index (the stable order, the
 one ``map@K`` uses), whatever the backend, so both backends return the same items:
 
-* ``kernel``: the project's packed-code kernel (64-bit words, XOR + popcount, numba,
-  queries in parallel); one pass per query over the database fills a distance histogram,
-  which gives the k-th distance, and a second pass collects the items up to it in index order.
+* ``kernel``: the project's packed-code kernel (64-bit words, XOR + popcount, numba, chunks
+  of queries on parallel threads); one pass per query over the database fills a distance
+  histogram, which gives the k-th distance, and a second pass collects the items up to it
+  in index order.
 * ``faiss``: FAISS's ``IndexBinaryFlat`` (``pip install 'hashbench[search]'``). FAISS orders
   ties as it likes and may cut a tie at the k-th place anywhere, so its k-th distance is taken
   from ``search`` and every item up to it from ``range_search``, then sorted by
@@ -21,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from hashbench.eval.codes import pack_rows
-from hashbench.eval.retrieval import hamming_distances, keeps_torch_threads
+from hashbench.eval.retrieval import hamming_distances
+from hashbench.eval.threads import over_rows
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
 
@@ -33,30 +35,29 @@ BACKENDS = ("auto", "kernel", "faiss")
 INDEX = "index.npz"
 
 
-@keeps_torch_threads
-@njit(parallel=True, cache=True)
-def _topk(queries, columns, k, bits, out_dist, out_index):
-    """For each query, the k nearest database items ordered by (distance, index)."""
+@njit(cache=True, nogil=True)
+def _topk_rows(start, stop, queries, columns, k, bits, out_dist, out_index):
+    """For queries ``start:stop``, the k nearest database items ordered by (distance, index)."""
     n_db = columns.shape[1]
-    for q in prange(queries.shape[0]):
-        dist = np.empty(n_db, dtype=np.uint16)
+    dist = np.empty(n_db, dtype=np.uint16)
+    for q in range(start, stop):
         hamming_distances(queries[q], columns, dist)
         hist = np.zeros(bits + 1, dtype=np.int64)
         for i in range(n_db):
             hist[dist[i]] += 1
         # the k-th distance, and where each distance's items start in the output
-        start = np.zeros(bits + 2, dtype=np.int64)
+        slot = np.zeros(bits + 2, dtype=np.int64)
         for d in range(bits + 1):
-            start[d + 1] = start[d] + hist[d]
+            slot[d + 1] = slot[d] + hist[d]
         cutoff = 0
-        while start[cutoff + 1] < k:
+        while slot[cutoff + 1] < k:
             cutoff += 1
         for i in range(n_db):  # index order within each distance: a stable counting sort
             d = dist[i]
-            if d <= cutoff and start[d] < k:
-                out_dist[q, start[d]] = d
-                out_index[q, start[d]] = i
-                start[d] += 1
+            if d <= cutoff and slot[d] < k:
+                out_dist[q, slot[d]] = d
+                out_index[q, slot[d]] = i
+                slot[d] += 1
 
 
 def _faiss():
@@ -110,7 +111,7 @@ class BinaryIndex:
         if self.backend == "kernel":
             distances = np.zeros((len(queries), k), dtype=np.int32)
             indices = np.zeros((len(queries), k), dtype=np.int64)
-            _topk(pack_rows(queries), self._columns, k, self.bits, distances, indices)
+            over_rows(_topk_rows, len(queries), pack_rows(queries), self._columns, k, self.bits, distances, indices)
             return SearchResult(distances, indices)
         return self._search_faiss(pack_bytes(queries), k)
 

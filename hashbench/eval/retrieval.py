@@ -15,23 +15,23 @@ Everything else follows from those:
 
 AP@K is the mean, over the relevant items within the top K, of the precision at their
 rank; a query with none scores 0 and stays in the mean. ``topk=None`` means the whole
-database. Queries run in parallel (numba ``prange``); memory is a few bytes per
-database item per thread plus the packed inputs.
+database. Chunks of queries run on parallel threads (:mod:`hashbench.eval.threads`); memory is
+a few bytes per database item per thread plus the packed inputs.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit
 
 from hashbench.eval.codes import binarize, label_rows, pack_rows
+from hashbench.eval.threads import over_rows
 from hashbench.eval.torch_backend import rank_torch
 from hashbench.validation import check_choice
 
@@ -172,55 +172,37 @@ def _expected_query(ht, hr, topks, cutoffs, ap_row, rel_row):
             rel_row[c] = seen_rel
 
 
-def keeps_torch_threads(kernel: Callable[..., Any]) -> Callable[..., Any]:
-    """A numba parallel kernel that leaves torch's thread count as it found it.
-
-    Numba's OpenMP threading layer shares libgomp with torch and sets its thread count to
-    the number of cores; without this, every run after the first evaluation in a process
-    (a grid) trained with that many threads regardless of ``OMP_NUM_THREADS``: twice to four
-    times slower for small models on a busy 2-core machine."""
-
-    @functools.wraps(kernel)
-    def kept(*args: Any) -> Any:
-        threads = torch.get_num_threads()
-        try:
-            return kernel(*args)
-        finally:
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-
-    return kept
+@njit(cache=True, nogil=True)
+def _expected_rows(start, stop, hist_total, hist_rel, topks, cutoffs, ap, rel_at):
+    """The ``ties="expected"`` metrics of queries ``start:stop`` from their histograms."""
+    for q in range(start, stop):
+        _expected_query(hist_total[q], hist_rel[q], topks, cutoffs, ap[q], rel_at[q])
 
 
-@keeps_torch_threads
-@njit(parallel=True, cache=True)
-def expected_from_histograms(hist_total, hist_rel, topks, cutoffs):
-    """The ``ties="expected"`` metrics of many queries from their distance histograms."""
+def expected_from_histograms(hist_total: np.ndarray, hist_rel: np.ndarray, topks: np.ndarray,
+                             cutoffs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``ties="expected"`` metrics (AP per k, relevant count per cutoff) of many queries
+    from their distance histograms."""
     n_query = hist_total.shape[0]
     ap = np.zeros((n_query, topks.shape[0]))
     rel_at = np.zeros((n_query, cutoffs.shape[0]))
-    for q in prange(n_query):
-        _expected_query(hist_total[q], hist_rel[q], topks, cutoffs, ap[q], rel_at[q])
+    over_rows(_expected_rows, n_query, hist_total, hist_rel, topks, cutoffs, ap, rel_at)
     return ap, rel_at
 
 
-@keeps_torch_threads
-@njit(parallel=True, cache=True)
-def _rank_all(q_codes, q_labels, db_code_columns, db_label_columns, n_bins, topks, cutoffs, expected):
-    """AP at every k in ``topks``, both histograms, and relevant counts at ``cutoffs``
-    (database codes and labels word-major: (words, N))."""
-    n_query = q_codes.shape[0]
+@njit(cache=True, nogil=True)
+def _rank_rows(start, stop, q_codes, q_labels, db_code_columns, db_label_columns, topks, cutoffs, expected,
+               ap, hist_total, hist_rel, rel_at):
+    """For queries ``start:stop``: AP at every k in ``topks``, both histograms, and relevant
+    counts at ``cutoffs`` (database codes and labels word-major: (words, N))."""
     n_db = db_code_columns.shape[1]
+    n_bins = hist_total.shape[1]
     n_k = topks.shape[0]
-    ap = np.zeros((n_query, n_k))
-    hist_total = np.zeros((n_query, n_bins), dtype=np.int64)
-    hist_rel = np.zeros((n_query, n_bins), dtype=np.int64)
-    rel_at = np.zeros((n_query, cutoffs.shape[0]), dtype=np.float64)
     max_rank = max(topks.max(), cutoffs.max() if cutoffs.shape[0] else 0)
-    for q in prange(n_query):
-        dist = np.empty(n_db, dtype=np.uint16)  # distances reach 1024 bits
-        rel = np.empty(n_db, dtype=np.uint8)
-        near = np.empty(n_db + 1, dtype=np.int64)
+    dist = np.empty(n_db, dtype=np.uint16)  # distances reach 1024 bits
+    rel = np.empty(n_db, dtype=np.uint8)
+    near = np.empty(n_db + 1, dtype=np.int64)
+    for q in range(start, stop):
         ht = hist_total[q]
         hr = hist_rel[q]
         _distances(q_codes[q], q_labels[q], db_code_columns, db_label_columns, dist, rel, ht, hr)
@@ -268,6 +250,20 @@ def _rank_all(q_codes, q_labels, db_code_columns, db_label_columns, n_bins, topk
             ap[q, i] = precision_sum[i] / rel_in_k[i] if rel_in_k[i] > 0 else 0.0
         for c in range(cutoffs.shape[0]):
             rel_at[q, c] = rel_hits[c]
+
+
+def _rank_numba(q_bits: np.ndarray, d_bits: np.ndarray, q_labels: np.ndarray, d_labels: np.ndarray,
+                topks: np.ndarray, cutoffs: np.ndarray, expected: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ap, hist_total, hist_rel, rel_at), the numba kernel over packed codes and labels."""
+    n_query, n_bins = len(q_bits), q_bits.shape[1] + 1
+    ap = np.zeros((n_query, topks.shape[0]))
+    hist_total = np.zeros((n_query, n_bins), dtype=np.int64)
+    hist_rel = np.zeros((n_query, n_bins), dtype=np.int64)
+    rel_at = np.zeros((n_query, cutoffs.shape[0]))
+    # the database word-major: one contiguous column per 64-bit word
+    over_rows(_rank_rows, n_query, pack_rows(q_bits), pack_rows(q_labels), np.ascontiguousarray(pack_rows(d_bits).T),
+              np.ascontiguousarray(pack_rows(d_labels).T), topks, cutoffs, expected, ap, hist_total, hist_rel, rel_at)
     return ap, hist_total, hist_rel, rel_at
 
 
@@ -343,11 +339,9 @@ def evaluate(
         )
         if ties == "expected":
             ap, rel_at = expected_from_histograms(hist_total, hist_rel, resolved, cut)
-    else:  # the database word-major: one contiguous column per 64-bit word
-        ap, hist_total, hist_rel, rel_at = _rank_all(
-            pack_rows(q_bits), pack_rows(q_labels), np.ascontiguousarray(pack_rows(d_bits).T),
-            np.ascontiguousarray(pack_rows(d_labels).T), bits + 1, resolved, cut, ties == "expected",
-        )
+    else:
+        ap, hist_total, hist_rel, rel_at = _rank_numba(q_bits, d_bits, q_labels, d_labels, resolved, cut,
+                                                       ties == "expected")
     within_total = np.cumsum(hist_total, axis=1)
     within_rel = np.cumsum(hist_rel, axis=1)
     n_relevant = within_rel[:, -1:]
