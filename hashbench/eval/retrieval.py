@@ -39,6 +39,8 @@ TIES = ("index", "expected", "random")
 BACKENDS = ("auto", "numba", "torch")
 
 
+# The helpers are inlined into the cached kernels below: a fresh environment then compiles
+# each kernel once instead of every helper separately (about 5 s instead of 8 s on one core).
 @njit(inline="always")
 def _popcount64(x):
     # SWAR popcount: plain integer arithmetic, which LLVM vectorises down a column.
@@ -48,7 +50,7 @@ def _popcount64(x):
     return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def hamming_distances(q_code, db_code_columns, dist):
     """``dist[j]``: the Hamming distance of packed query ``q_code`` to database item ``j``
     (uint16; the database word-major, one contiguous column per 64-bit word, so the
@@ -61,7 +63,7 @@ def hamming_distances(q_code, db_code_columns, dist):
             dist[j] += np.uint16(_popcount64(word ^ column[j]))
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _distances(q_code, q_label, db_code_columns, db_label_columns, dist, rel, hist_total, hist_rel):
     """Fill the per-item distance and relevance of one query and both histograms.
 
@@ -86,7 +88,7 @@ def _distances(q_code, q_label, db_code_columns, db_label_columns, dist, rel, hi
         hist_rel[d] = pairs[2 * d + 1]
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _harmonic_sums(n_before, m):
     """h1 = sum_{p<=m} 1 / (n_before + p) and h2 = sum_{p<=m} (p - 1) / (n_before + p)."""
     h1 = 0.0
@@ -98,7 +100,7 @@ def _harmonic_sums(n_before, m):
     return h1, h2
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _bucket_precision_sum(r_before, r, m, h1, h2):
     """Expected sum of precisions over the relevant items among the first ``m`` slots of a
     tied bucket when those slots hold ``r`` relevant items in uniformly random order, after
@@ -111,12 +113,12 @@ def _bucket_precision_sum(r_before, r, m, h1, h2):
     return (r / m) * ((r_before + 1) * h1 + others * h2)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _log_comb(n, k):
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _expected_ap(hist_total, hist_rel, k):
     """Exact E[AP@k] over random orders within tied distances (see module docstring)."""
     n_before = 0
@@ -150,7 +152,7 @@ def _expected_ap(hist_total, hist_rel, k):
     return s_full / r_before if r_before > 0 else 0.0
 
 
-@njit(cache=True)
+@njit(inline="always")
 def _expected_query(ht, hr, topks, cutoffs, ap_row, rel_row):
     """Expected AP at each k and expected relevant counts at each cutoff, from one query's
     histograms (a cutoff inside a bucket takes its share of the bucket's relevant items)."""

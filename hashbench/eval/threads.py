@@ -2,10 +2,10 @@
 
 Every kernel is a serial numba function over a range of rows (queries) that releases the
 GIL (``nogil=True``); :func:`over_rows` splits the rows into chunks and runs them on a
-thread pool. Numba's own ``parallel=True`` / ``prange`` would do the same, but it doubles
-the one-time compilation every fresh environment pays (18 s instead of 9 s on one core
-for the ranking kernel) and its OpenMP layer shares libgomp with torch, whose thread count
-it then changes for every later training run in the process.
+thread pool. Numba's own ``parallel=True`` / ``prange`` would do the same, but it more than
+doubles the one-time compilation every fresh environment pays (18 s instead of 8 s on one
+core for the ranking kernel), and its OpenMP layer shares libgomp with torch, whose thread
+count it then changed for every later training run in the process.
 """
 
 from __future__ import annotations
