@@ -3,11 +3,13 @@
 Resolves every run of the file's grids (``hashbench config show --json``, so nothing runs)
 and compares each with the record in its folder: ``match`` (finished, same fingerprint),
 ``differs`` (finished under another config: the differing keys are listed), ``failed``,
-``missing``. Prints one line per run that does not match and the counts; exits 1 if any
-run does not match.
+``missing``. With ``--metrics``, every matching run's metrics are also recomputed from its
+saved codes with the current evaluation code and must equal the record's exactly
+(``metrics differ`` otherwise). Prints one line per run that does not match and the counts;
+exits 1 if any run does not match.
 
     python benchmarks/check_records.py --config experiments/cifar10-frozen.toml \\
-        --results results/cifar10-frozen [--grid main]
+        --results results/cifar10-frozen [--grid main] [--metrics]
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 from hashbench.config import RUNTIME_KEYS, config_fingerprint
-from hashbench.results import read_record
+from hashbench.engine.runner import record_metrics
+from hashbench.results import load_codes, read_record
 
 
 def differing(wanted: dict, stored: dict) -> list[str]:
@@ -31,11 +34,21 @@ def differing(wanted: dict, stored: dict) -> list[str]:
             if k not in RUNTIME_KEYS and flat[0].get(k) != flat[1].get(k)]
 
 
+def metrics_differ(folder: Path, record: dict) -> list[str]:
+    """The record's metrics that its saved codes, evaluated again, do not reproduce exactly."""
+    codes = load_codes(folder)
+    stored = record["metrics"]
+    again, _ = record_metrics(codes["query_codes"], codes["database_codes"], codes["query_labels"],
+                              codes["database_labels"], stored["topk"])
+    return [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in again.items() if stored.get(k) != v]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--results", required=True, type=Path)
     parser.add_argument("--grid", default=None)
+    parser.add_argument("--metrics", action="store_true", help="recompute every matching run's metrics from its codes")
     args = parser.parse_args()
     show = [sys.executable, "-m", "hashbench.cli", "config", "show", "--config", args.config, "--results",
             str(args.results), "--json", *(["--grid", args.grid] if args.grid else [])]
@@ -49,12 +62,15 @@ def main() -> None:
             status, detail = "failed", record.get("reason", "")
         elif record.get("fingerprint", config_fingerprint(record["config"])) == run["fingerprint"]:
             status, detail = "match", ""
+            if args.metrics and (wrong := metrics_differ(Path(run["folder"]), record)):
+                status, detail = "metrics differ", "; ".join(wrong)
         else:
             status, detail = "differs", "; ".join(differing(run["config"], record["config"]) or ["an older schema"])
         counts[status] += 1
         if status != "match":
             print(f"{status}: {run['folder']} (grid {run['grid']}) {detail}".rstrip())
-    print(f"{len(runs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in ("match", "differs", "failed", "missing")))
+    statuses = ("match", "differs", "metrics differ", "failed", "missing")
+    print(f"{len(runs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in statuses))
     sys.exit(0 if counts["match"] == len(runs) else 1)
 
 

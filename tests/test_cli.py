@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -36,6 +38,17 @@ def test_run_skip_and_report(cli, tmp_path):
         assert not (folder / "checkpoint.pt").exists()
     again = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "3", "--results", results, "--no-progress")
     assert again.exit_code == 0 and "skipped" in again.output
+
+    # benchmarks/check_records.py --metrics: the saved codes reproduce the record's metrics exactly
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "check_records.py"
+    spec = importlib.util.spec_from_file_location("check_records", script)
+    check_records = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_records)
+    record = json.loads((folder / "result.json").read_text())
+    assert check_records.metrics_differ(folder, record) == []
+    record["metrics"]["map@1597"] += 1e-12
+    wrong = check_records.metrics_differ(folder, record)
+    assert len(wrong) == 1 and wrong[0].startswith("map@1597: ")
 
     report = cli("report", "--results", results, "--out", tmp_path / "report", "--no-figures")  # tested in test_report
     assert report.exit_code == 0, report.output

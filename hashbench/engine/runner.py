@@ -39,7 +39,7 @@ from hashbench.engine.distributed import World, broadcast, gather_rows, gather_w
 from hashbench.engine.features import cached_features
 from hashbench.engine.progress import progress
 from hashbench.engine.tracking import Tracker, make_tracker
-from hashbench.eval import evaluate, mean_average_precision
+from hashbench.eval import RetrievalResult, evaluate, mean_average_precision
 from hashbench.method import HashMethod, create_method
 from hashbench.models.backbones import Backbone, build_backbone
 from hashbench.registry import METHODS
@@ -395,6 +395,15 @@ class Evaluation:
     curves: dict[str, Any]
 
 
+def record_metrics(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, topk: int
+                   ) -> tuple[dict[str, Any], RetrievalResult]:
+    """The metrics a record holds (``map@K``, ``map_expected@K``, precision and recall within
+    radius 2, ``topk``), and the full result they come from."""
+    result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties="index")
+    expected = mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
+    return {**result.as_dict(), f"map_expected@{topk}": expected, "topk": topk}, result
+
+
 def evaluate_run(run: TrainingRun) -> Evaluation | None:
     """Encode queries and database, compute every metric and save the codes (None on
     ranks other than 0). Both mAP figures are recorded: ``map@K`` with ties at equal
@@ -410,11 +419,10 @@ def evaluate_run(run: TrainingRun) -> Evaluation | None:
         return None
     query_labels, db_labels, topk = relevance(run)
     t0 = time.perf_counter()
-    result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties="index")
-    expected = mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
+    metrics, result = record_metrics(query_codes, db_codes, query_labels, db_labels, topk)
     run.timing["eval_s"] = time.perf_counter() - t0
-    metrics = {**result.as_dict(), f"map_expected@{topk}": expected, "topk": topk}
-    run.log(f"mAP@{topk} = {metrics[f'map@{topk}']:.4f} (ties by index), {expected:.4f} (expected over tie orders)")
+    run.log(f"mAP@{topk} = {metrics[f'map@{topk}']:.4f} (ties by index), "
+            f"{metrics[f'map_expected@{topk}']:.4f} (expected over tie orders)")
     save_codes(run.folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
                database_labels=db_labels, query_index=split.query, database_index=split.database,
                train_index=split.train)
