@@ -21,15 +21,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from hashbench.config import RUNTIME_KEYS, config_fingerprint
+from hashbench.config import RUNTIME_KEYS, config_fingerprint, flat_config
 from hashbench.engine.runner import record_metrics
 from hashbench.results import load_codes, read_record
 
 
 def differing(wanted: dict, stored: dict) -> list[str]:
     """The keys (``hparams.<name>`` for a hyperparameter) whose values differ, runtime keys left out."""
-    flat = [{**{k: v for k, v in c.items() if k != "hparams"}, **{f"hparams.{k}": v for k, v in c["hparams"].items()}}
-            for c in (wanted, stored)]
+    flat = [flat_config(config) for config in (wanted, stored)]
     return [f"{k}: {flat[1].get(k)!r} -> {flat[0].get(k)!r}" for k in sorted(set(flat[0]) | set(flat[1]))
             if k not in RUNTIME_KEYS and flat[0].get(k) != flat[1].get(k)]
 

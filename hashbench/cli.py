@@ -16,12 +16,16 @@ import click
 from click.core import ParameterSource
 
 from hashbench.config import (
+    DEVICES,
     RUNTIME_KEYS,
     RunConfig,
     config_fingerprint,
     parse_assignments,
 )
 from hashbench.data.datasets import PATTERNS
+from hashbench.data.standard import LIST_PRESETS
+from hashbench.deploy.export import FORMATS
+from hashbench.deploy.index import BACKENDS as SEARCH_BACKENDS
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
 from hashbench.engine.runner import execute
@@ -158,7 +162,7 @@ RUN_SELECTION = [
     click.option("--epochs", type=int, default=None),
     click.option("--batch-size", type=int, default=None),
     click.option("--lr", type=float, default=None),
-    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
+    click.option("--device", type=click.Choice(DEVICES), default=None),
     click.option("--results", "results_root", default="results", show_default=True,
                  type=click.Path(file_okay=False)),
     click.option("--data-root", default=None, type=click.Path(), help="Where the datasets live (default: ./data)."),
@@ -394,7 +398,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
 
 @main.command("export")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["torchscript", "onnx"]), default="torchscript", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="torchscript", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
 @user_errors
 def export_command(run_dir: str, fmt: str, out: str) -> None:
@@ -412,14 +416,15 @@ def export_command(run_dir: str, fmt: str, out: str) -> None:
 @user_errors
 def index_command(run_dir: str, out: str | None) -> None:
     """Write a run's database codes as a binary index file (packed codes; FAISS-ready bytes)."""
-    from hashbench.deploy.index import INDEX, save_index
+    from hashbench.deploy.index import INDEX
     from hashbench.deploy.model import artifact_path
-    from hashbench.results import load_codes
+    from hashbench.results import load_codes, save_arrays
 
     folder = Path(run_dir)
     artifact_path(folder)  # a finished run with its model: the index is useless without it
     codes = load_codes(folder)["database_codes"]
-    path = save_index(codes, Path(out) if out else folder / INDEX, bits=codes.shape[1])
+    path = Path(out) if out else folder / INDEX
+    save_arrays(path, codes=codes)
     click.echo(f"{path}: {len(codes)} codes of {codes.shape[1]} bits")
 
 
@@ -430,7 +435,7 @@ def index_command(run_dir: str, out: str | None) -> None:
 @click.option("--item", "items", multiple=True, type=int,
               help="A query item of the run's dataset by index; repeatable.")
 @click.option("--topk", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "kernel", "faiss"]), default="auto", show_default=True,
+@click.option("--backend", type=click.Choice(SEARCH_BACKENDS), default="auto", show_default=True,
               help="faiss (IndexBinaryFlat) when installed, else the project's packed-code kernel; same results.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @user_errors
@@ -453,7 +458,7 @@ def data_group() -> None:
 
 
 @data_group.command("prepare")
-@click.argument("preset", type=click.Choice(["coco", "nuswide21", "imagenet100"]))
+@click.argument("preset", type=click.Choice(list(LIST_PRESETS)))
 @click.option("--from", "raw", required=True, type=click.Path(file_okay=False),
               help="The official release, unpacked (see the README's Datasets section for each layout).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),

@@ -233,6 +233,13 @@ def unknown_key_message(key: str, method: str, hparams: list[str]) -> str:
             f"{method} hyperparameters: {', '.join(sorted(hparams)) or 'none'})")
 
 
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (:meth:`RunConfig.as_dict`, or a record's) with its hyperparameters
+    as ``hparams.<name>`` keys beside the config keys, the form provenance is reported in."""
+    return {**{k: v for k, v in config.items() if k != "hparams"},
+            **{f"hparams.{k}": v for k, v in config.get("hparams", {}).items()}}
+
+
 #: Provenance labels of the layers below the user's, lowest first (``hashbench config show``).
 RUNNER_DEFAULT, METHOD_DEFAULT, METHOD_RECIPE, DATASET, FROZEN_RECIPE = (
     "runner default", "method default", "method recipe", "dataset", "frozen recipe")

@@ -58,6 +58,7 @@ from hashbench.config import (
     Layer,
     RunConfig,
     coerce_value,
+    flat_config,
     resolve_with_sources,
     unknown_key_message,
 )
@@ -457,9 +458,7 @@ def format_runs(runs: list[PlannedRun], results_root: Path, experiment: Experime
     for i, run in enumerate(runs, start=1):
         config = run.config
         grid = f"grid {run.grid}: " if run.grid else ""
-        values = {key: value for key, value in config.as_dict().items() if key != "hparams"}
-        values.update({f"hparams.{key}": value for key, value in config.hparams.items()})
-        texts = {key: _value_text(value) for key, value in values.items()}
+        texts = {key: _value_text(value) for key, value in flat_config(config.as_dict()).items()}
         width, value_width = max(map(len, texts)), max(map(len, texts.values()))
         blocks.append("\n".join([
             f"# [{i}/{len(runs)}] {grid}{config.method} on {config.dataset}, {config.bits} bits, seed {config.seed} "

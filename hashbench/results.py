@@ -84,8 +84,9 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def save_codes(folder: Path, **arrays: np.ndarray) -> None:
-    """Bool code arrays are bit-packed (``<name>`` + ``<name>_bits``); others stored as given."""
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` to the npz file ``path`` atomically; bool code arrays are bit-packed
+    (``<name>`` + ``<name>_bits``), others stored as given."""
     stored: dict[str, np.ndarray] = {}
     for name, array in arrays.items():
         if array.dtype == bool:
@@ -93,13 +94,14 @@ def save_codes(folder: Path, **arrays: np.ndarray) -> None:
             stored[f"{name}_bits"] = np.array(array.shape[1])
         else:
             stored[name] = array
-    with atomic_write(folder / CODES, "wb") as handle:
+    with atomic_write(path, "wb") as handle:
         np.savez_compressed(handle, **stored)
 
 
-def load_codes(folder: Path) -> dict[str, np.ndarray]:
-    """The arrays of ``codes.npz``, bit-packed codes unpacked back to bool (N, bits)."""
-    with np.load(folder / CODES) as data:
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an npz file written by :func:`save_arrays`, bit-packed codes unpacked
+    back to bool (N, bits)."""
+    with np.load(path) as data:
         raw = {name: data[name] for name in data.files}
     out = {}
     for name, array in raw.items():
@@ -110,6 +112,16 @@ def load_codes(folder: Path) -> dict[str, np.ndarray]:
         else:
             out[name] = array
     return out
+
+
+def save_codes(folder: Path, **arrays: np.ndarray) -> None:
+    """A run's ``codes.npz`` (:func:`save_arrays`)."""
+    save_arrays(folder / CODES, **arrays)
+
+
+def load_codes(folder: Path) -> dict[str, np.ndarray]:
+    """The arrays of a run's ``codes.npz``, codes as bool (N, bits)."""
+    return load_arrays(folder / CODES)
 
 
 def versions() -> dict[str, str | None]:

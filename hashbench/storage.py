@@ -1,10 +1,12 @@
 """Atomic file writes (a crash at any moment leaves the old file or the new one, never a
-torn one) and an exclusive lock between processes."""
+torn one), an exclusive lock between processes, and file digests."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -41,3 +43,20 @@ def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(resolved_path: str, mtime_ns: int, size: int) -> str:
+    """Hash a file once per process; mtime and size in the cache key catch a rewritten file."""
+    digest = hashlib.sha256()
+    with open(resolved_path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content (read in blocks), the same whichever path names it."""
+    resolved = path.resolve()
+    stat = resolved.stat()
+    return _file_sha256(str(resolved), stat.st_mtime_ns, stat.st_size)

@@ -13,8 +13,8 @@ from PIL import Image
 
 from hashbench.cli import main
 from hashbench.data.datasets import load_dataset
-from hashbench.deploy.index import BinaryIndex, faiss_available, load_index_codes
-from hashbench.results import load_codes
+from hashbench.deploy.index import BinaryIndex, faiss_available
+from hashbench.results import load_arrays, load_codes
 
 
 def brute_force(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +108,7 @@ def test_search_backends_agree_on_a_run(run: Path) -> None:
 def test_index_file_holds_database_codes(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "db.index"
     invoke("index", run, "--out", out)
-    assert np.array_equal(load_index_codes(out), load_codes(run)["database_codes"])
+    assert np.array_equal(load_arrays(out)["codes"], load_codes(run)["database_codes"])
 
 
 @pytest.mark.slow

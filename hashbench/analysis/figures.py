@@ -294,14 +294,14 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, mul
         curves = curves_by_method(runs, codes_of)
         where = f"{dataset}, {bits} bits"
         written += save_figure(pr_figure(curves, styles, f"PR by Hamming radius ({where})"), folder,
-                         f"pr_{dataset}_{bits}")
+                               f"pr_{dataset}_{bits}")
         written += save_figure(precision_at_n_figure(curves, styles, f"Precision@N ({where})"), folder,
-                         f"precision_at_n_{dataset}_{bits}")
+                               f"precision_at_n_{dataset}_{bits}")
         first = {row.method: codes_of[row.path]
                  for row in runs.sort_values("seed").drop_duplicates("method").itertuples()}
         written += save_figure(code_distribution_figure(first, styles, f"Code distances ({where})",
-                                                  multi_label=multi_label[dataset]),
-                         folder, f"code_distribution_{dataset}_{bits}")
+                                                        multi_label=multi_label[dataset]),
+                               folder, f"code_distribution_{dataset}_{bits}")
         curves_fig = training_curves_figure([raw[p] for p in runs["path"]], styles, f"Training loss ({where})")
         if curves_fig is not None:
             written += save_figure(curves_fig, folder, f"training_{dataset}_{bits}")

@@ -107,6 +107,12 @@ def ablation_families(records: pd.DataFrame) -> dict[str, list[str]]:
     return families
 
 
+def embedded(figures: list[Path]) -> list[str]:
+    """The page's lines that show each figure (its PNG) and link its PDF."""
+    return [f"![{path.stem}](figures/{path.name})  \n[PDF](figures/{path.stem}.pdf)\n" for path in figures
+            if path.suffix == ".png"]
+
+
 def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = None, bits: list[int] | None = None,
                  command: str = "hashbench report", tsne_bits: int | None = None,
                  tsne_methods: list[str] | None = None, notes: str | None = None,
@@ -190,14 +196,10 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
                 sections.append(f"Also as [{path.stem}.tex]({path.stem}.tex) and [{path.stem}.csv]({path.stem}.csv).\n")
     if drawn:
         sections.append("## Figures\n\nFrom untagged runs.\n")
-    for path in drawn:
-        if path.suffix == ".png":
-            sections.append(f"![{path.stem}](figures/{path.name})  \n[PDF](figures/{path.stem}.pdf)\n")
+    sections += embedded(drawn)
     if retrievals or missing_images:
         sections.append("## Retrieval examples\n\nFixed queries (seeded) and their top-10 database images for the best "
                         "method and MLH; green: relevant, red: not; d: Hamming distance.\n")
         sections += [f"- {line}" for line in missing_images] + ([""] if missing_images else [])
-    for path in retrievals:
-        if path.suffix == ".png":
-            sections.append(f"![{path.stem}](figures/{path.name})  \n[PDF](figures/{path.stem}.pdf)\n")
+    sections += embedded(retrievals)
     return [*tables, *drawn, *retrievals, _write(out / "README.md", "\n".join(sections))]

@@ -12,7 +12,6 @@ other datasets are loaded exactly as ``hashbench run`` loads them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -28,6 +27,7 @@ from hashbench.data.images import FileImages, decode_rgb
 from hashbench.data.prepare import MANIFEST
 from hashbench.data.sources import LIST_FILES, read_list_file
 from hashbench.data.standard import LIST_PRESETS, PROTOCOLS, Protocol
+from hashbench.storage import file_sha256
 from hashbench.validation import HashbenchError
 
 ROLES = ("train", "query", "database")
@@ -116,10 +116,6 @@ def _unreadable(paths: list[str], workers: int | None) -> dict[str, str]:
     return {path: error for path, error in zip(paths, errors, strict=True) if error}
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _check_lists(name: str, folder: Path, protocol: Protocol | None, decode: bool,
                  workers: int | None) -> CheckReport:
     if not folder.is_dir():
@@ -151,7 +147,7 @@ def _check_lists(name: str, folder: Path, protocol: Protocol | None, decode: boo
                         + (f"{len(bad):,} unreadable" if decode else "not decoded (--no-decode)"))
     _labels(report, roles, protocol, manifest["classes"] if manifest else None, folder)
     _overlap(report, roles, protocol)
-    digests = {file: _sha256(folder / file) for file in LIST_FILES.values()}
+    digests = {file: file_sha256(folder / file) for file in LIST_FILES.values()}
     report.lines += [f"list {file}: sha256 {digest}" for file, digest in digests.items()]
     if manifest is not None:
         changed = [file for file, digest in digests.items() if manifest["lists"].get(file, {}).get("sha256") != digest]

@@ -5,8 +5,9 @@ Each preset reads the release as its publisher ships it, keeps the images the pr
 draws the queries and then the training images with one generator seeded by ``seed``, and
 :func:`write_lists` writes ``train.txt``, ``test.txt`` (the queries), ``database.txt`` and
 ``dataset.json`` (counts, seed, options, the metadata files read with their sha256, the class
-names and the sha256 of each list). Image paths in the lists are relative to the output folder,
-so the lists read with ``listfile:OUT`` or with the preset and ``--data-root OUT``.
+names, the sha256 of each list, and hashbench's version and commit). Image paths in the lists
+are relative to the output folder, so the lists read with ``listfile:OUT`` or with the preset
+and ``--data-root OUT``.
 
 Facts, and where they were read (the sizes are in :mod:`hashbench.data.standard`):
 
@@ -61,7 +62,6 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,8 @@ import numpy as np
 from hashbench.data.protocols import Split
 from hashbench.data.sources import IMAGE_SUFFIXES, LIST_FILES
 from hashbench.data.standard import CLASS_LIST, PROTOCOLS, imagenet100_classes
-from hashbench.storage import atomic_write
+from hashbench.results import versions
+from hashbench.storage import atomic_write, file_sha256
 from hashbench.validation import HashbenchError
 
 MANIFEST = "dataset.json"
@@ -302,14 +303,6 @@ def _refuse_overwrite(out: Path, force: bool) -> None:
         raise HashbenchError(f"{out} already holds {', '.join(existing)}; --force replaces them")
 
 
-def _sha256(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def write_lists(prepared: Prepared, *, preset: str, raw: Path, out: Path, options: dict[str, Any],
                 force: bool = False) -> dict[str, Any]:
     """Write the three lists and ``dataset.json`` into ``out``; return the manifest.
@@ -336,10 +329,6 @@ def write_lists(prepared: Prepared, *, preset: str, raw: Path, out: Path, option
         with atomic_write(out / file, "wb") as handle:
             handle.write(data)
         lists[file] = {"lines": len(indices), "sha256": hashlib.sha256(data).hexdigest()}
-    try:
-        hashbench_version = version("hashbench")
-    except PackageNotFoundError:
-        hashbench_version = None
     manifest = {
         "preset": preset,
         "seed": options["seed"],
@@ -348,10 +337,10 @@ def write_lists(prepared: Prepared, *, preset: str, raw: Path, out: Path, option
         "standard": PROTOCOLS[preset].sizes(),
         "classes": prepared.class_names,
         "source": {"folder": str(raw.resolve()),
-                   "files": {f.relative_to(raw).as_posix(): {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+                   "files": {f.relative_to(raw).as_posix(): {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
                              for f in prepared.sources}},
         "lists": lists,
-        "hashbench": hashbench_version,
+        "versions": versions(),  # hashbench's version and git commit, as in a run record
     }
     with atomic_write(out / MANIFEST, "w") as handle:
         json.dump(manifest, handle, indent=2)
@@ -377,8 +366,7 @@ def prepare(preset: str, raw: Path, out: Path, *, seed: int = 0, queries: int | 
         if skip_missing:
             raise HashbenchError("--skip-missing applies to coco and nuswide21 (imagenet100 lists the files it finds)")
         if classes is not None:
-            kwargs["classes"] = [line.split()[0] for line in classes.read_text().splitlines()
-                                 if line.strip() and not line.startswith("#")]
+            kwargs["classes"] = imagenet100_classes(classes)
         recorded["classes"] = str(classes or CLASS_LIST.name)
     elif classes is not None:
         raise HashbenchError(f"--classes applies to imagenet100 only; got it with {preset}")

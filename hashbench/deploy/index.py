@@ -17,9 +17,7 @@ one ``map@K`` uses), whatever the backend, so both backends return the same item
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -27,11 +25,11 @@ from numba import njit
 from hashbench.eval.codes import pack_rows
 from hashbench.eval.retrieval import hamming_distances
 from hashbench.eval.threads import over_rows
-from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
 
 BACKENDS = ("auto", "kernel", "faiss")
-#: The file ``hashbench index`` writes by default, in the run folder.
+#: The file ``hashbench index`` writes by default, in the run folder: the database codes as
+#: :func:`hashbench.results.save_arrays` writes them (``codes``: packed bytes, ``codes_bits``).
 INDEX = "index.npz"
 
 
@@ -135,18 +133,3 @@ def _byte_bits(bits: int) -> int:
 def pack_bytes(codes: np.ndarray) -> np.ndarray:
     """Bool (N, bits) codes as uint8 bytes, zero-padded to whole bytes (FAISS's binary vectors)."""
     return np.ascontiguousarray(np.packbits(codes, axis=1))
-
-
-def save_index(codes: np.ndarray, out: Path, *, bits: int) -> Path:
-    """Write a run's database codes as a standalone index file (``codes`` packed, ``bits``)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, codes=pack_bytes(codes), bits=np.array(bits))
-    with atomic_write(out, "wb") as handle:
-        handle.write(buffer.getvalue())
-    return out
-
-
-def load_index_codes(path: Path) -> np.ndarray:
-    """The bool codes of an index file written by :func:`save_index`."""
-    with np.load(path) as data:
-        return np.unpackbits(data["codes"], axis=1, count=int(data["bits"])).astype(bool)

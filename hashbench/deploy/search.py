@@ -48,12 +48,13 @@ def file_pixels(model: HashModel, path: Path) -> torch.Tensor:
     return torch.from_numpy(decode_rgb(path, str(path), model.input_size)).permute(2, 0, 1)[None]
 
 
-def item_paths(record: dict[str, Any]) -> list[Path] | None:
+def item_paths(record: dict[str, Any], dataset: HashingDataset | None = None) -> list[Path] | None:
     """The file of every dataset item for a dataset read from files (list files, image
-    folders), None for one held in memory (digits, CIFAR-10: results name indices)."""
+    folders), None for one held in memory (digits, CIFAR-10: results name indices); the
+    run's dataset is loaded unless given."""
     if ":" not in record["dataset"]:
         return None
-    store = run_dataset(record).images
+    store = (dataset if dataset is not None else run_dataset(record)).images
     return store.paths if isinstance(store, FileImages) else None
 
 
@@ -66,20 +67,16 @@ def search_run(folder: Path, *, images: list[Path] | None = None, items: list[in
     record = read_record(folder)
     model = load_model(folder)  # checks the record and the artifact first
     dataset = run_dataset(record) if items else None
-    with torch.no_grad():
-        if items:
-            queries = [{"item": item} for item in items]
-            codes = model.encode_bits(item_pixels(dataset, items)).numpy()
-        else:
-            queries = [{"image": str(path)} for path in images]
-            codes = np.concatenate([model.encode_bits(file_pixels(model, path)).numpy() for path in images])
+    if items:
+        queries = [{"item": item} for item in items]
+        codes = model.encode_bits(item_pixels(dataset, items)).numpy()
+    else:
+        queries = [{"image": str(path)} for path in images]
+        codes = np.concatenate([model.encode_bits(file_pixels(model, path)).numpy() for path in images])
     stored = load_codes(folder)
     found = BinaryIndex(stored["database_codes"], backend=backend).search(codes, topk)
     class_names = (record.get("protocol") or {}).get("class_names") or []
-    if dataset is None:
-        paths = item_paths(record)
-    else:
-        paths = dataset.images.paths if isinstance(dataset.images, FileImages) else None
+    paths = item_paths(record, dataset)
     out = []
     for query, distances, positions in zip(queries, found.distances, found.indices, strict=True):
         results = []

@@ -8,7 +8,6 @@ the normalisation. A file whose key or checksum does not match is rebuilt, never
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from pathlib import Path
@@ -21,7 +20,7 @@ from hashbench.data.images import ImageTransform, iterate_batches
 from hashbench.data.sources import cache_dir
 from hashbench.engine.progress import progress as progress_bar
 from hashbench.models.backbones import Backbone
-from hashbench.storage import atomic_write, exclusive_lock
+from hashbench.storage import atomic_write, exclusive_lock, file_sha256
 
 FEATURES_VERSION = 2  # bump when the transform or the extraction changes
 
@@ -30,23 +29,6 @@ def needed_items(dataset: HashingDataset) -> np.ndarray:
     """The images a protocol uses: train, query and database, each once, sorted."""
     split = dataset.split
     return np.unique(np.concatenate([split.train, split.query, split.database]))
-
-
-@functools.lru_cache(maxsize=64)
-def _file_sha256(resolved_path: str, mtime_ns: int, size: int) -> str:
-    """Hash a file once per process; mtime and size in the cache key catch a rewritten file."""
-    digest = hashlib.sha256()
-    with open(resolved_path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's content, the same whichever path names it."""
-    resolved = path.resolve()
-    stat = resolved.stat()
-    return _file_sha256(str(resolved), stat.st_mtime_ns, stat.st_size)
 
 
 def weights_identity(backbone: Backbone) -> str | None:

@@ -79,7 +79,7 @@ def describe(name: str) -> str:
     return f"train {p.train:,} / query {p.query:,} / database {p.database:,}; mAP@{p.topk or 'all'}"
 
 
-def imagenet100_classes() -> list[str]:
-    """HashNet's ImageNet-100 synsets (WNIDs) in label-column order."""
-    lines = CLASS_LIST.read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+def imagenet100_classes(path: Path = CLASS_LIST) -> list[str]:
+    """ImageNet-100's synsets (WNIDs) in label-column order: HashNet's, or those of a file in
+    the same format (one WNID a line, first word; ``#`` comments and blank lines left out)."""
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
