@@ -44,6 +44,11 @@ training items in a 59,000-image database). V only shapes the network's training
 Multi-label data: s_ij = 1 when the items share a label (the reference's NUS-WIDE script).
 Deviations: sign(0) is +1 (the reference's 0 would leave a zero bit in V); the hash layer keeps
 PyTorch's initialisation (as the PyTorch release).
+
+DeepHash-pytorch's ``ADSH.py`` (github.com/swuxyj/DeepHash-pytorch, a common point of
+comparison) recomputes the soft similarity's r from each batch's labels (r = positive / negative
+pairs of the batch x training items); the authors compute r once per outer iteration, over
+Omega x training items, as hashbench does.
 """
 
 from __future__ import annotations

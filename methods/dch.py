@@ -30,6 +30,12 @@ Reference code: github.com/thulab/DeepHash (TensorFlow, by the paper's authors:
   (51 epochs), the lr decay (x0.1 every 10,000 iterations) never reached (``scheduler=none``);
   256-pixel images randomly cropped to 227 and mirrored (``augment=random_crop_flip``, whose
   crop is 224/256).
+
+DeepHash-pytorch's ``DCH.py`` (github.com/swuxyj/DeepHash-pytorch, a common point of
+comparison) differs on the same inputs: it averages over all B x B pairs, the self-pairs
+included (their distance is floored by ``cos.clamp(max=0.99)`` instead of 1 - cos + 1e-6), and
+weighs dissimilar pairs |S| / |S0| as well as similar ones |S| / |S1|; hashbench follows the
+authors' code (self-pairs excluded, dissimilar weight 1).
 """
 
 from __future__ import annotations

@@ -25,6 +25,12 @@ Facts taken from the paper and that code:
 The authors' later TensorFlow DHN (github.com/thulab/DeepHash, ``model/dhn/dhn.py``, which its
 README calls possibly outdated) trains a different objective (balanced cross-entropy on
 cosine similarities, mean((|u| - 1)^2) with lambda 0), so it is not used here.
+
+DeepHash-pytorch's ``DHN.py`` (github.com/swuxyj/DeepHash-pytorch, a common point of
+comparison) trains another form: each batch against a memory of all training outputs (DPSH's
+layout) with theta = 1/2 <u_i, u_j>, averaged over B x n, and a quantization term 0.1 *
+mean(| |u| - 1 |) averaged over bits. hashbench follows the authors' Caffe layers: in-batch
+pairs, theta without the 1/2, lambda 0.2 on log cosh summed over bits.
 """
 
 from __future__ import annotations

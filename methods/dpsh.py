@@ -18,6 +18,12 @@ authors). Facts taken from it:
 
 ``pairs="batch"`` pairs the batch with itself instead of the memory (then the
 normaliser is B x B).
+
+DeepHash-pytorch's ``DPSH.py`` (github.com/swuxyj/DeepHash-pytorch, a common point of
+comparison) normalises the quantization term per bit, alpha * mean over the B x q entries of
+(u - sign(u))^2 with alpha = 0.1, beside the likelihood's mean over B x n. hashbench follows the
+authors' code: both terms summed and divided by n x B, so the quantization is normalised per
+item (summed over its bits), with eta = 50.
 """
 
 from __future__ import annotations

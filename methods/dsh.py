@@ -28,6 +28,12 @@ Deviations: hashbench's step schedule decays at a fixed period, so ``lr_step=240
 first decay and the second (x0.01 for the last 20 epochs) is not reproduced. The reference's
 balanced online pair sampler (``HashingImageData``) is commented out of its prototxt, which
 reads plain shuffled batches, as hashbench does.
+
+DeepHash-pytorch's ``DSH.py`` (github.com/swuxyj/DeepHash-pytorch, a common point of
+comparison) pairs each batch with a memory of all training outputs, averaged over B x n, and
+its regulariser 0.1 * mean(|1 - sign(u)|) has a zero gradient (sign's), so it trains the
+pair term alone. hashbench follows the authors' layer: the batch's own pairs i < j (no
+memory) and alpha || |u| - 1 ||_1.
 """
 
 from __future__ import annotations

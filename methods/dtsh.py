@@ -36,9 +36,13 @@ appears twice. Where fewer items are eligible than asked for, all of them are ta
 reference's ``randperm`` would fail).
 
 ``triplets="batch"``: every valid triplet inside the batch (anchor i, positive j != i, negative
-k), with gradients through all three outputs, as DeepHash-pytorch's ``DTSH.py`` does (which
-also drops theta's 1/2, uses alpha = 5, lambda = 1 and averages instead of summing: not copied;
-hashbench keeps one objective and the same (B x n) normaliser for both samplers).
+k), with gradients through all three outputs. DeepHash-pytorch's ``DTSH.py``
+(github.com/swuxyj/DeepHash-pytorch, a common point of comparison) also samples in the batch,
+but its positives are every item sharing a label with the anchor, the anchor itself included
+(s_ii = 1, so theta_ii enters as a positive); it also drops theta's 1/2, uses alpha = 5,
+lambda = 1 and averages instead of summing. None of that is copied: hashbench excludes j = i (an
+item is not its own evidence of similarity) and keeps one objective and the same (B x n)
+normaliser for both samplers.
 
 Deviations: the reference draws the hash layer's bias from N(0, 0.01) too; it is zero here.
 """

@@ -23,6 +23,12 @@ Reference code: github.com/pectinid16/IDHN, by the paper's authors (``train.py``
 
 Single-label data: every pair is hard (s in {0, 1}), so the loss is the likelihood term alone.
 An item without labels has s = 0 with every item (the code would divide by zero).
+
+DeepHash-pytorch's ``IDHN.py`` (github.com/swuxyj/DeepHash-pytorch, a common point of
+comparison) pairs each batch with a memory of all training outputs and scales theta by 0.5
+instead of beta / q, with the soft-pair term gamma (theta + q - 2 s q)^2 on that theta (no
+1/q inside, no factor q outside). hashbench follows the authors' code: in-batch pairs, theta
+= beta <u_i, u_j> / q, soft pairs gamma q ((<u_i, u_j> + q) / (2q) - s)^2.
 """
 
 from __future__ import annotations
