@@ -2,15 +2,16 @@
 
 Modelled on timm's registry: a registration carries its name, a duplicate name is an
 error, ``names`` takes fnmatch include/exclude patterns, and an unknown name raises an
-error that lists close matches. Third-party packages register through an entry-point
-group that is read lazily, on first lookup; the built-in methods in ``methods/`` use the
-same group, so there is only one way in.
+error that lists close matches. Built-ins register themselves in their own modules (a
+decorator, as timm's ``@register_model``), imported on the first lookup; third-party
+packages register through an entry-point group, read at the same moment.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -42,20 +43,31 @@ class _Entry(Generic[T]):
 class Registry(Generic[T]):
     """A named collection of objects of one kind (``kind`` names it in error messages)."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None = None, *, builtins: str | None = None,
+                 name_attribute: str | None = None) -> None:
+        """``builtins``: a module whose import registers the built-in entries; ``name_attribute``:
+        the attribute of a registered class that receives its registry key."""
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.builtins = builtins
+        self.name_attribute = name_attribute
         self._entries: dict[str, _Entry[T]] = {}
-        self._entry_points_loaded = entry_point_group is None
+        self._entry_points_loaded = entry_point_group is None and builtins is None
 
     def register(self, name: str, obj: T | None = None, *, summary: str | None = None):
         """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
 
         def add(target: T) -> T:
-            self._add(_Entry(name, lambda: target, summary, target))
+            self._add(_Entry(name, lambda: target, summary, self._named(name, target)))
             return target
 
         return add if obj is None else add(obj)
+
+    def _named(self, name: str, obj: T) -> T:
+        """``obj`` with its registry key in ``name_attribute`` (a class registered twice keeps its first name)."""
+        if self.name_attribute is not None and not vars(obj).get(self.name_attribute):
+            setattr(obj, self.name_attribute, name)
+        return obj
 
     def _add(self, entry: _Entry[T]) -> None:
         if entry.name in self._entries:
@@ -66,9 +78,11 @@ class Registry(Generic[T]):
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
-        for ep in entry_points(group=self.entry_point_group):
-            if ep.name not in self._entries:
-                self._add(_Entry(ep.name, ep.load))
+        if self.builtins is not None:
+            importlib.import_module(self.builtins)
+        for ep in entry_points(group=self.entry_point_group) if self.entry_point_group else ():
+            if ep.name not in self._entries:  # a built-in keeps its name
+                self._add(_Entry(ep.name, lambda ep=ep: self._named(ep.name, ep.load())))
 
     def get(self, name: str) -> T:
         self._load_entry_points()
@@ -106,6 +120,7 @@ class Registry(Generic[T]):
         return text.splitlines()[0] if text else ""
 
 
-METHODS: Registry[Any] = Registry("method", entry_point_group="hashbench.methods")
+METHODS: Registry[Any] = Registry("method", entry_point_group="hashbench.methods", builtins="hashbench.methods",
+                                  name_attribute="name")
 BACKBONES: Registry[Any] = Registry("backbone", entry_point_group="hashbench.backbones")
 DATASETS: Registry[Any] = Registry("dataset", entry_point_group="hashbench.datasets")

@@ -121,7 +121,7 @@ def test_a_record_made_with_another_config_is_never_reused(cli, tmp_path):
 
 
 def test_an_unexpected_error_in_one_run_is_recorded_and_the_grid_goes_on(cli, tmp_path, monkeypatch):
-    from methods.csq import CSQ
+    from hashbench.methods.csq import CSQ
 
     def broken(self, *args, **kwargs):
         raise RuntimeError("boom\nsecond line")

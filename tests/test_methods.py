@@ -13,6 +13,11 @@ import torch.nn.functional as F
 
 from hashbench.engine.runner import optimizer_step
 from hashbench.method import create_method
+from hashbench.methods.csq import CSQ
+from hashbench.methods.dpsh import dpsh_loss
+from hashbench.methods.hashnet import continuation_beta, hashnet_loss
+from hashbench.methods.mlh import MLH, center_loss, mutual_loss, pairwise_loss
+from hashbench.methods.orthohash import orthoarc_loss, orthohash_loss
 from hashbench.models.centers import (
     gilbert_varshamov_distance,
     greedy_codebook,
@@ -22,11 +27,6 @@ from hashbench.models.centers import (
     random_centers,
 )
 from hashbench.registry import METHODS
-from methods.csq import CSQ
-from methods.dpsh import dpsh_loss
-from methods.hashnet import continuation_beta, hashnet_loss
-from methods.mlh import MLH, center_loss, mutual_loss, pairwise_loss
-from methods.orthohash import orthoarc_loss, orthohash_loss
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -437,11 +437,11 @@ def test_csq_reference_head_shape():
 
 def test_orthohash_codebook_follows_the_run_seed():
     kwargs = {"feature_dim": 8, "bits": 32, "num_classes": 10, "num_train": 1}
-    seed0 = create_method("orthohash", **kwargs, seed=0).codebook
-    seed1 = create_method("orthohash", **kwargs, seed=1).codebook
+    seed0 = create_method("orthohash", **kwargs, seed=0).class_codes
+    seed1 = create_method("orthohash", **kwargs, seed=1).class_codes
     assert not torch.equal(seed0, seed1)
-    assert torch.equal(seed0, create_method("orthohash", **kwargs, seed=0).codebook)
-    fixed = [create_method("orthohash", **kwargs, seed=s, codebook_seed=7).codebook for s in (0, 1)]
+    assert torch.equal(seed0, create_method("orthohash", **kwargs, seed=0).class_codes)
+    fixed = [create_method("orthohash", **kwargs, seed=s, codebook_seed=7).class_codes for s in (0, 1)]
     assert torch.equal(*fixed)
 
 

@@ -11,11 +11,12 @@ import pytest
 import torch
 from test_methods import assert_same_value_and_grad, labels_for, shares
 
+from hashbench.blocks import binary_sign
 from hashbench.method import create_method
-from methods.dbdh import StraightThroughSign, binary_sign, dbdh_binarize, dbdh_loss
-from methods.dfh import dfh_b_step, dfh_c_step, dfh_loss
-from methods.dpn import dpn_loss
-from methods.orthohash import OrthoArc, OrthoHash, orthoarc_loss, orthohash_loss
+from hashbench.methods.dbdh import StraightThroughSign, dbdh_binarize, dbdh_loss
+from hashbench.methods.dfh import dfh_b_step, dfh_c_step, dfh_loss
+from hashbench.methods.dpn import dpn_loss
+from hashbench.methods.orthohash import OrthoArc, OrthoHash, orthoarc_loss, orthohash_loss
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -298,9 +299,9 @@ def test_orthoarc_shares_orthohash_setup_and_is_finite_at_the_target():
     assert OrthoArc.dataset_defaults == OrthoHash.dataset_defaults and OrthoArc.family == OrthoHash.family
     kwargs = {"feature_dim": 8, "bits": 16, "num_classes": 4, "num_train": 1, "seed": 3}
     arc, cos = create_method("orthoarc", **kwargs), create_method("orthohash", **kwargs)
-    assert torch.equal(arc.codebook, cos.codebook)
+    assert torch.equal(arc.class_codes, cos.class_codes)
     assert [p.shape for p in arc.parameters()] == [p.shape for p in cos.parameters()]
-    codebook = arc.codebook.double()
+    codebook = arc.class_codes.double()
     y = labels_for(False, 4, seed=16)
     for u in (y @ codebook * 100, torch.randn(4, 16) * 1e6):  # exactly on the targets (cos = 1), and huge
         u = u.clone().requires_grad_(True)

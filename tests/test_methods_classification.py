@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from test_methods import assert_same_value_and_grad, labels_for
 
+from hashbench.blocks import ClassifierOutput
+from hashbench.losses import classification_loss
 from hashbench.method import create_method
-from methods.ce import ClassifierOutput, classification_loss
-from methods.greedyhash import greedy_penalty, greedy_sign, greedyhash_loss, greedyhash_unsupervised_loss
-from methods.jmlh import bernoulli_kl, jmlh_loss, stochastic_binary
+from hashbench.methods.greedyhash import greedy_penalty, greedy_sign, greedyhash_loss, greedyhash_unsupervised_loss
+from hashbench.methods.jmlh import bernoulli_kl, jmlh_loss, stochastic_binary
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 from test_methods import assert_same_value_and_grad, labels_for, shares
 
-from hashbench.losses import pairwise_likelihood
-from hashbench.method import pairwise_similarity
-from methods.dch import DCH, dch_loss
-from methods.dhn import DHN, dhn_loss, log_cosh
-from methods.dsh import DSH, dsh_loss, l1_quantization
-from methods.idhn import IDHN, idhn_loss, soft_similarity
+from hashbench.losses import l1_quantization, pairwise_likelihood, pairwise_similarity
+from hashbench.methods.dch import DCH, dch_loss
+from hashbench.methods.dhn import DHN, dhn_loss, log_cosh
+from hashbench.methods.dsh import DSH, dsh_loss
+from hashbench.methods.idhn import IDHN, idhn_loss, soft_similarity
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -13,12 +13,14 @@ import pytest
 import torch
 from test_methods import assert_same_value_and_grad, labels_for
 
+from hashbench.blocks import dcc_b_step, dcc_bit_update, ridge
+from hashbench.losses import feature_similarity_mse
 from hashbench.method import create_method
+from hashbench.methods.bihalf import bihalf
+from hashbench.methods.sdh import rbf_features, sdh_objective, sdh_train
+from hashbench.methods.shallow import itq_rotation, principal_directions, random_rotation, sh_modes
 from hashbench.registry import METHODS
 from hashbench.validation import HashbenchError
-from methods.bihalf import bihalf, bihalf_loss
-from methods.sdh import rbf_features, ridge, sdh_b_step, sdh_bit_update, sdh_objective, sdh_train
-from methods.shallow import itq_rotation, principal_directions, random_rotation, sh_modes
 
 SHALLOW = ("lsh", "pcah", "itq", "sh", "sdh")
 
@@ -189,7 +191,7 @@ def b_objective(b, q, w):
     return float((b @ w).pow(2).sum() - 2 * (b * q).sum())
 
 
-def test_sdh_bit_update_is_the_exact_minimiser_over_that_bit():
+def test_dcc_bit_update_is_the_exact_minimiser_over_that_bit():
     g = torch.Generator().manual_seed(0)
     b = torch.randn(5, 3, generator=g).sign()
     w, q = torch.randn(3, 4, generator=g), torch.randn(5, 3, generator=g)
@@ -197,17 +199,17 @@ def test_sdh_bit_update_is_the_exact_minimiser_over_that_bit():
         best = min(itertools.product((-1.0, 1.0), repeat=5),
                    key=lambda z, k=k: b_objective(torch.cat([b[:, :k], torch.tensor(z)[:, None], b[:, k + 1:]], 1),
                                                   q, w))
-        torch.testing.assert_close(sdh_bit_update(b, q, w, k), torch.tensor(best))
+        torch.testing.assert_close(dcc_bit_update(b, q, w, k), torch.tensor(best))
         # the closed form as written in the paper: z = sgn(q - B'^T W' v)
         others, w_others = torch.cat([b[:, :k], b[:, k + 1:]], 1), torch.cat([w[:k], w[k + 1:]])
-        torch.testing.assert_close(sdh_bit_update(b, q, w, k), torch.sign(q[:, k] - others @ w_others @ w[k]))
+        torch.testing.assert_close(dcc_bit_update(b, q, w, k), torch.sign(q[:, k] - others @ w_others @ w[k]))
 
 
-def test_sdh_b_step_reaches_a_point_no_single_bit_flip_improves():
+def test_dcc_b_step_reaches_a_point_no_single_bit_flip_improves():
     g = torch.Generator().manual_seed(1)
     b0 = torch.randn(30, 6, generator=g).sign()
     w, q = torch.randn(6, 3, generator=g), torch.randn(30, 6, generator=g)
-    b = sdh_b_step(b0, q, w, sweeps=50)
+    b = dcc_b_step(b0, q, w, sweeps=50)
     assert set(b.unique().tolist()) <= {-1.0, 1.0} and b_objective(b, q, w) <= b_objective(b0, q, w)
     for i, k in itertools.product(range(30), range(6)):
         flipped = b.clone()
@@ -261,18 +263,18 @@ def test_sdh_fit_separates_classes_and_keeps_its_state_in_buffers(multi_label):
     y = labels_for(multi_label, 90, classes=3, seed=7)
     x = y @ torch.randn(3, 6, generator=torch.Generator().manual_seed(8)) * 3 + torch.randn(90, 6) * 0.3
     method = fitted("sdh", x, y, bits=8, anchors=30)
-    assert method.anchors.shape == (30, 6) and method.projection.shape == (31, 8)
-    expected_sigma = torch.cdist(x, method.anchors).pow(2).mean().sqrt()
-    assert method.sigma.item() == pytest.approx(expected_sigma.item())
-    torch.testing.assert_close(method(x), rbf_features(x, method.anchors, method.sigma) @ method.projection)
+    assert method.anchor_points.shape == (30, 6) and method.projection.shape == (31, 8)
+    expected_sigma = torch.cdist(x, method.anchor_points).pow(2).mean().sqrt()
+    assert method.rbf_sigma.item() == pytest.approx(expected_sigma.item())
+    torch.testing.assert_close(method(x), rbf_features(x, method.anchor_points, method.rbf_sigma) @ method.projection)
     history = method.objective_history
     assert all(b <= a + 1e-9 for a, b in itertools.pairwise(history))
     codes = method(x) >= 0
     same = (y @ y.T > 0).double()
     agreement = (codes[:, None] == codes[None]).double().mean(-1)
     assert (agreement * same).sum() / same.sum() > (agreement * (1 - same)).sum() / (1 - same).sum() + 0.2
-    assert create_method("sdh", feature_dim=6, bits=8, num_classes=3, num_train=12).anchors.shape == (12, 6)
-    assert fitted("sdh", x, y, bits=8, anchors=30, sigma=0.4).sigma.item() == pytest.approx(0.4)
+    assert create_method("sdh", feature_dim=6, bits=8, num_classes=3, num_train=12).anchor_points.shape == (12, 6)
+    assert fitted("sdh", x, y, bits=8, anchors=30, sigma=0.4).rbf_sigma.item() == pytest.approx(0.4)
 
 
 def test_sdh_is_finite_on_far_apart_points():
@@ -315,7 +317,7 @@ def test_bihalf_backward_matches_the_reference():
 
 
 @pytest.mark.parametrize("n", [6, 7])
-def test_bihalf_loss_matches_loops(n):
+def test_feature_similarity_mse_matches_loops(n):
     g = torch.Generator().manual_seed(9)
     codes, features = torch.randn(n, 8, generator=g), torch.randn(n, 5, generator=g)
 
@@ -330,13 +332,13 @@ def test_bihalf_loss_matches_loops(n):
             total = total + (cos_b - cos_x) ** 2
         return total / half
 
-    assert_same_value_and_grad(lambda c, f: bihalf_loss(codes=c, features=f)["loss"], slow, codes, features)
+    assert_same_value_and_grad(lambda c, f: feature_similarity_mse(codes=c, features=f), slow, codes, features)
 
 
-def test_bihalf_loss_and_gradient_are_finite_at_extremes():
+def test_feature_similarity_mse_and_gradient_are_finite_at_extremes():
     u = torch.full((8, 16), 100.0, requires_grad=True)
     for features in (torch.zeros(8, 5), torch.full((8, 5), 1e6)):
-        out = bihalf_loss(codes=bihalf(u, 6.0), features=features)["loss"]
+        out = feature_similarity_mse(codes=bihalf(u, 6.0), features=features)
         (grad,) = torch.autograd.grad(out, u)
         assert torch.isfinite(out) and torch.isfinite(grad).all()
 

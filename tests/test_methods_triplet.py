@@ -11,9 +11,10 @@ import pytest
 import torch
 from test_methods import assert_same_value_and_grad, labels_for, shares
 
-from methods.adsh import ADSH, EpochClock, adsh_loss, adsh_v_step, positive_ratio, soft_similarity
-from methods.dsdh import DSDH, dsdh_b_step, dsdh_loss, dsdh_w_step
-from methods.dtsh import DTSH, dtsh_loss, sample_triplets
+from hashbench.blocks import EpochClock
+from hashbench.methods.adsh import ADSH, adsh_loss, adsh_v_step, positive_ratio, soft_similarity
+from hashbench.methods.dsdh import DSDH, dsdh_b_step, dsdh_loss, dsdh_w_step
+from hashbench.methods.dtsh import DTSH, dtsh_loss, sample_triplets
 
 pytestmark = pytest.mark.usefixtures("float64")
 

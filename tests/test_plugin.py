@@ -13,31 +13,31 @@ import pytest
 import torch
 from conftest import subprocess_env
 
+from hashbench.method import create_method
+from hashbench.registry import METHODS
+
 PLUGIN = textwrap.dedent('''
     """A toy third-party method: a tanh hash layer trained with a pairwise likelihood."""
-    import torch
-    from hashbench.losses import pairwise_likelihood
-    from hashbench.method import HashLayer, HashMethod, pairwise_similarity
+    from hashbench import HashLayer, HashMethod, real
+    from hashbench.losses import pairwise_likelihood, pairwise_similarity
 
 
     class ToyHash(HashMethod):
-        name = "toyhash"
-        summary = "toy third-party method for the plugin test"
-        defaults = {"scale": 0.5}
+        """toy third-party method for the plugin test"""
+
+        scale = real(0.5, 0.0)
         train_defaults = {"epochs": 3}
 
-        def __init__(self, *, feature_dim, bits, num_classes, num_train, scale):
-            super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train)
-            self.scale = scale
-            self.head = HashLayer(feature_dim, bits)
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.hash_layer = HashLayer(self.feature_dim, self.bits)
 
         def forward(self, features):
-            return self.head(features)
+            return self.hash_layer(features)
 
         def loss(self, output, *, labels, index, step):
             theta = self.scale * output @ output.T
-            pairwise = pairwise_likelihood(theta=theta, similarity=pairwise_similarity(labels, labels))
-            return {"loss": pairwise, "pairwise": pairwise}
+            return {"loss": pairwise_likelihood(theta=theta, similarity=pairwise_similarity(labels, labels))}
 ''')
 
 
@@ -71,9 +71,14 @@ def test_the_readme_method_example_runs():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Writing a method"):]
     code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 3)]
+    assert len(code.strip().splitlines()) < 25
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
-    method = namespace["MyHash"](feature_dim=6, bits=16, num_classes=3, num_train=4, scale=0.5, head="linear")
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+        method = create_method("myhash", feature_dim=6, bits=16, num_classes=3, num_train=4, scale=0.25)
+    finally:
+        METHODS._entries.pop("myhash", None)
     labels = torch.eye(3)[[0, 1, 2, 0]]
     losses = method.loss(method(torch.randn(4, 6)), labels=labels, index=torch.arange(4), step=0)
-    assert torch.isfinite(losses["loss"]) and namespace["MyHash"].defaults == {"scale": 0.5, "head": "linear"}
+    assert torch.isfinite(losses["loss"]) and namespace["MyHash"].defaults == {"scale": 0.5}
+    assert method.scale == 0.25 and method.name == "myhash"

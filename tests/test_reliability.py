@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from hashbench.methods.csq import CSQ
 from hashbench.registry import METHODS
 from hashbench.storage import atomic_write
-from methods.csq import CSQ
 
 
 class NaNAfterOneEpoch(CSQ):

@@ -175,3 +175,20 @@ def greedy_codebook(num_classes: int, bits: int, *, seed: int = 0, start: float 
             return torch.from_numpy(kept[rng.permutation(num_classes)]).float()
         threshold -= step
     raise ValueError(f"no codebook of {num_classes} x {bits} bits at normalised distance >= {floor}")
+
+
+#: The codebooks :func:`orthohash_codebook` draws.
+CODEBOOKS = ("bernoulli", "gaussian", "greedy")
+
+
+def orthohash_codebook(kind: str, num_classes: int, bits: int, seed: int) -> torch.Tensor:
+    """OrthoHash's (and DPN's) class codebook: Bernoulli(1/2) or Gaussian signs, or the greedy
+    far-apart codes of :func:`greedy_codebook`, drawn from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    if kind == "bernoulli":
+        return torch.bernoulli(torch.full((num_classes, bits), 0.5), generator=generator) * 2 - 1
+    if kind == "gaussian":
+        return torch.randn(num_classes, bits, generator=generator).sign()
+    if kind == "greedy":
+        return greedy_codebook(num_classes, bits, seed=seed)
+    raise ValueError(f"codebook must be one of {', '.join(CODEBOOKS)}; got {kind!r}")

@@ -65,18 +65,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashbench.losses import pairwise_likelihood, quantization_error
-from hashbench.method import (
-    HashLayer,
-    HashMethod,
-    Param,
-    choice,
-    head_param,
-    head_trunk,
-    integer,
-    pairwise_similarity,
-    real,
-)
+from hashbench.blocks import HashLayer, head_param, head_trunk
+from hashbench.losses import pairwise_likelihood, pairwise_similarity, quantization_error
+from hashbench.method import HashMethod, choice, integer, real, register_method
 from hashbench.models.centers import gilbert_varshamov_distance, hadamard_centers, random_centers
 
 ARCHITECTURES = ("moh", "moe", "moh-unshared", "plain")
@@ -188,47 +179,48 @@ class Branch(nn.Module):
         return (self.head(mixed) if self.architecture == "moe" else mixed), weights
 
 
+@register_method("mlh")
 class MLH(HashMethod):
     """MLH (2025): center branch + pairwise branch + shared Mixture-of-Hash-Experts + mutual loss."""
 
-    name = "mlh"
     family = "mutual"
     summary = "MLH (Ma et al., 2025): center + pairwise branches, shared hash experts, mutual loss"
     architecture: ClassVar[str] = "moh"
     branches: ClassVar[str] = "both"
-    params: ClassVar[dict[str, Param]] = {
-        "lambda_center": real(4.0, 0.0), "lambda_pairwise": real(1.0, 0.0), "lambda_mutual": real(1.0, 0.0),
-        "quantization_weight": real(0.0, 0.0), "num_experts": integer(4, 1, 64), "top_k": integer(0, 0, 64),
-        "hidden_dim": integer(512, 1), "mutual": choice("detached", ("detached", "joint")),
-        "schedule": choice("joint", ("joint", "alternate")), "test_branch": choice("center", ("center", "pairwise")),
-        "pairwise_scale": real(0.5, 0.0, open_low=True), "center_seed": integer(0, 0), "head": head_param("linear"),
-    }
+    lambda_center = real(4.0, 0.0)
+    lambda_pairwise = real(1.0, 0.0)
+    lambda_mutual = real(1.0, 0.0)
+    quantization_weight = real(0.0, 0.0)
+    num_experts = integer(4, 1, 64)
+    top_k = integer(0, 0, 64)
+    hidden_dim = integer(512, 1)
+    mutual = choice("detached", ("detached", "joint"))
+    schedule = choice("joint", ("joint", "alternate"))
+    test_branch = choice("center", ("center", "pairwise"))
+    pairwise_scale = real(0.5, 0.0, open_low=True)
+    center_seed = integer(0, 0)
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "lr": 1e-3, "backbone_lr_mult": 0.01, "weight_decay": 0.0, "batch_size": 64,
         "epochs": 90, "scheduler": "step", "lr_step": 10, "lr_gamma": 0.7, "augment": "crop_flip",
     }
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30, "lr_step": 10}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 lambda_center: float, lambda_pairwise: float, lambda_mutual: float, quantization_weight: float,
-                 num_experts: int, top_k: int, hidden_dim: int, mutual: str, schedule: str, test_branch: str,
-                 pairwise_scale: float, center_seed: int, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if self.branches != "both":
-            test_branch = self.branches
-        self.weights = {"center": lambda_center, "pairwise": lambda_pairwise, "mutual": lambda_mutual,
-                        "quantization": quantization_weight}
-        self.mutual, self.schedule, self.test_branch = mutual, schedule, test_branch
-        self.pairwise_scale = pairwise_scale
+            self.test_branch = self.branches
+        self.weights = {"center": self.lambda_center, "pairwise": self.lambda_pairwise, "mutual": self.lambda_mutual,
+                        "quantization": self.quantization_weight}
         names = ["center", "pairwise"] if self.branches == "both" else [self.branches]
-        self.trunk = head_trunk(head, feature_dim)
+        self.trunk = head_trunk(self.head, self.feature_dim)
         if self.architecture == "moh":
-            self.experts = HashExperts(feature_dim, bits, num_experts)
-            self.gates = nn.ModuleDict({n: Gate(feature_dim, num_experts, top_k) for n in names})
+            self.experts = HashExperts(self.feature_dim, self.bits, self.num_experts)
+            self.gates = nn.ModuleDict({n: Gate(self.feature_dim, self.num_experts, self.top_k) for n in names})
         else:
-            self.branch = nn.ModuleDict({n: Branch(self.architecture, feature_dim, bits, num_experts, top_k, hidden_dim)
-                                         for n in names})
-        self.register_buffer("centers", mlh_centers(num_classes, bits, center_seed))
+            self.branch = nn.ModuleDict({n: Branch(self.architecture, self.feature_dim, self.bits, self.num_experts,
+                                                   self.top_k, self.hidden_dim) for n in names})
+        self.register_buffer("centers", mlh_centers(self.num_classes, self.bits, self.center_seed))
 
     def forward(self, features: torch.Tensor) -> MLHOutput:
         features = self.trunk(features)
@@ -292,8 +284,9 @@ class MLH(HashMethod):
 
 def _variant(class_name: str, name: str, summary: str, **attributes: str) -> type[MLH]:
     """An ablation variant: MLH with other class attributes (branches, architecture)."""
-    return type(class_name, (MLH,), {"name": name, "summary": summary, "__doc__": summary,
-                                     "__module__": __name__, "ablation_of": "mlh", **attributes})
+    variant = type(class_name, (MLH,), {"summary": summary, "__doc__": summary, "__module__": __name__,
+                                        "ablation_of": "mlh", **attributes})
+    return register_method(name)(variant)
 
 
 MLHCenter = _variant("MLHCenter", "mlh-center", "MLH ablation: the center branch alone (L_C)", branches="center")

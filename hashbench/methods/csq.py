@@ -39,8 +39,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.losses import center_bce, pairwise_likelihood, quantization_error
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, integer, pairwise_similarity, real
+from hashbench.blocks import HashLayer, head_param
+from hashbench.losses import center_bce, pairwise_likelihood, pairwise_similarity, quantization_error
+from hashbench.method import HashMethod, choice, integer, real, register_method
 from hashbench.models.centers import (
     check_center_feasibility,
     hadamard_centers,
@@ -65,21 +66,19 @@ def csq_centers(num_classes: int, bits: int, seed: int = 0) -> torch.Tensor:
     return random_centers(num_classes, bits, max(1, bits // 4), seed=seed)
 
 
+@register_method("csq")
 class CSQ(HashMethod):
     """CSQ (CVPR 2020): pull each code to its class's Hadamard hash center by BCE."""
 
-    name = "csq"
     family = "center"
     summary = "CSQ (Yuan et al., CVPR 2020): Hadamard hash centers + BCE + quantization"
-    params: ClassVar[dict[str, Param]] = {
-        "center_weight": real(1.0, 0.0),
-        "pairwise_weight": real(0.0, 0.0),
-        "pairwise_imbalance": real(1.0, 0.0, open_low=True),
-        "quantization_weight": real(None, 0.0, nullable=True, help="none: from the recipe"),
-        "recipe": choice("resnet", tuple(QUANTIZATION_RECIPES)),
-        "center_seed": integer(0, 0),
-        "head": head_param("mlp"),
-    }
+    center_weight = real(1.0, 0.0)
+    pairwise_weight = real(0.0, 0.0)
+    pairwise_imbalance = real(1.0, 0.0, open_low=True)
+    quantization_weight = real(None, 0.0, nullable=True, help="none: from the recipe")
+    recipe = choice("resnet", tuple(QUANTIZATION_RECIPES))
+    center_seed = integer(0, 0)
+    head = head_param("mlp")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "lr": 1e-3, "backbone_lr_mult": 0.01, "weight_decay": 0.0, "batch_size": 64,
         "epochs": 90, "scheduler": "step", "lr_step": 10, "lr_gamma": 0.7, "augment": "crop_flip",
@@ -98,19 +97,14 @@ class CSQ(HashMethod):
         if not uses_hadamard(num_classes, bits):
             check_center_feasibility(num_classes, bits, max(1, bits // 4))
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 center_weight: float, pairwise_weight: float, pairwise_imbalance: float,
-                 quantization_weight: float | None, recipe: str, center_seed: int, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.center_weight = center_weight
-        self.pairwise_weight = pairwise_weight
-        self.pairwise_imbalance = pairwise_imbalance
-        self.quantization_weight = (QUANTIZATION_RECIPES[recipe](bits) if quantization_weight is None
-                                    else quantization_weight)
-        self.hash_layer = HashLayer(feature_dim, bits, head=head)
-        self.register_buffer("centers", csq_centers(num_classes, bits, center_seed))
-        generator = torch.Generator().manual_seed(center_seed)
-        self.register_buffer("tie_break", torch.randint(0, 2, (bits,), generator=generator).float() * 2 - 1)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.quantization_weight = (QUANTIZATION_RECIPES[self.recipe](self.bits) if self.quantization_weight is None
+                                    else self.quantization_weight)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head)
+        self.register_buffer("centers", csq_centers(self.num_classes, self.bits, self.center_seed))
+        generator = torch.Generator().manual_seed(self.center_seed)
+        self.register_buffer("tie_break", torch.randint(0, 2, (self.bits,), generator=generator).float() * 2 - 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(features)

@@ -40,15 +40,11 @@ from typing import Any, ClassVar
 
 import torch
 
+from hashbench.blocks import CodeMemory, HashLayer, binary_sign, head_param
 from hashbench.losses import pairwise_likelihood
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, integer, pairwise_similarity, real
+from hashbench.method import choice, integer, real, register_method
 
 BINARIZATIONS = ("clamp", "sign")
-
-
-def binary_sign(values: torch.Tensor) -> torch.Tensor:
-    """+1 where values >= 0, else -1: a sign with no zero bits (ties go up, as the runner's codes)."""
-    return torch.where(values >= 0, 1.0, -1.0).to(values.dtype)
 
 
 class StraightThroughSign(torch.autograd.Function):
@@ -83,36 +79,17 @@ def dbdh_loss(*, codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Te
     return {"loss": likelihood + balance_weight * balance, "likelihood": likelihood, "balance": balance}
 
 
-class CodeMemory(HashMethod):
-    """Base of methods that pair each batch with a memory of every training item's latest
-    code (DPSH's scheme): ``memory`` (num_train, bits) and ``memory_labels``."""
-
-    def init_memory(self) -> None:
-        self.register_buffer("memory", torch.zeros(self.num_train, self.bits))
-        self.register_buffer("memory_labels", torch.zeros(self.num_train, self.num_classes))
-
-    def on_fit_start(self, train_labels: torch.Tensor) -> None:
-        self.memory_labels.copy_(train_labels)
-
-    def remember(self, codes: torch.Tensor, index: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Write the batch's detached codes; return its similarities to every training item."""
-        self.memory[index] = codes.detach()
-        return pairwise_similarity(labels, self.memory_labels)
-
-
+@register_method("dbdh")
 class DBDH(CodeMemory):
     """DBDH (Neurocomputing 2020): clamped (or straight-through sign) codes, pairwise loss, balance."""
 
-    name = "dbdh"
     family = "pairwise"
     summary = "DBDH (Zheng et al., Neurocomputing 2020): clamped discrete codes + pairwise likelihood + balance"
-    params: ClassVar[dict[str, Param]] = {
-        "balance_weight": real(0.1, 0.0, help="alpha, the weight of the balance term"),
-        "power": integer(2, 1, 2, help="p of the balance term |mean_k b_ik|^p"),
-        "binarization": choice("clamp", BINARIZATIONS, help="clamp: DeepHash-pytorch's [-1, 1] clamp; sign: the "
-                                                             "paper's discrete forward (same backward)"),
-        "head": head_param("linear"),
-    }
+    balance_weight = real(0.1, 0.0, help="alpha, the weight of the balance term")
+    power = integer(2, 1, 2, help="p of the balance term |mean_k b_ik|^p")
+    binarization = choice("clamp", BINARIZATIONS, help="clamp: DeepHash-pytorch's [-1, 1] clamp; sign: the "
+                                                        "paper's discrete forward (same backward)")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "rmsprop", "lr": 1e-5, "backbone_lr_mult": 1.0, "weight_decay": 1e-5, "batch_size": 128,
         "epochs": 150, "scheduler": "step", "lr_step": 50, "lr_gamma": 0.1, "augment": "random_crop_flip",
@@ -125,13 +102,9 @@ class DBDH(CodeMemory):
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-4, "epochs": 45}
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {"cifar10*": {"augment": "none"}}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 balance_weight: float, power: int, binarization: str, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.balance_weight = balance_weight
-        self.power = power
-        self.binarization = binarization
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False)
         self.init_memory()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -45,7 +45,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, pairwise_similarity, real
+from hashbench.blocks import HashLayer, head_param
+from hashbench.losses import pairwise_similarity
+from hashbench.method import HashMethod, choice, real, register_method
 
 DISTANCES = ("cosine", "euclidean")
 
@@ -77,18 +79,16 @@ def dch_loss(*, codes: torch.Tensor, similarity: torch.Tensor, gamma: float, qua
     return {"loss": cauchy + quantization_weight * quantization, "cauchy": cauchy, "quantization": quantization}
 
 
+@register_method("dch")
 class DCH(HashMethod):
     """DCH (CVPR 2018): Cauchy cross-entropy on normalised Hamming distances + Cauchy quantization."""
 
-    name = "dch"
     family = "pairwise"
     summary = "DCH (Cao et al., CVPR 2018): weighted Cauchy cross-entropy on Hamming-distance proxies + quantization"
-    params: ClassVar[dict[str, Param]] = {
-        "gamma": real(20.0, 0.0, open_low=True, help="scale of the Cauchy distribution"),
-        "quantization_weight": real(0.1, 0.0, help="lambda, weight of the Cauchy quantization loss"),
-        "distance": choice("cosine", DISTANCES, help="cosine: q/2 (1 - cos), the paper's; euclidean: ||u_i - u_j||^2"),
-        "head": head_param("linear"),
-    }
+    gamma = real(20.0, 0.0, open_low=True, help="scale of the Cauchy distribution")
+    quantization_weight = real(0.1, 0.0, help="lambda, weight of the Cauchy quantization loss")
+    distance = choice("cosine", DISTANCES, help="cosine: q/2 (1 - cos), the paper's; euclidean: ||u_i - u_j||^2")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": False, "backbone_lr_mult": 0.1,
         "weight_decay": 0.0, "batch_size": 128, "epochs": 51, "scheduler": "none", "augment": "random_crop_flip",
@@ -99,13 +99,9 @@ class DCH(HashMethod):
     # so the recipe stops at 10.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 10}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 gamma: float, quantization_weight: float, distance: str, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.gamma = gamma
-        self.quantization_weight = quantization_weight
-        self.distance = distance
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, init_std=0.01)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, init_std=0.01)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(features)

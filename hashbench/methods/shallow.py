@@ -41,12 +41,12 @@ directions and LSH has no limit).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
-from hashbench.method import HashMethod, Param, integer
-from hashbench.validation import HashbenchError
+from hashbench.blocks import ShallowHash, binary_sign
+from hashbench.method import integer, register_method
 
 
 def principal_directions(features: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,22 +60,17 @@ def principal_directions(features: torch.Tensor, count: int) -> tuple[torch.Tens
     return mean, vectors.flip(1)[:, :count]
 
 
-def signs(values: torch.Tensor) -> torch.Tensor:
-    """+1 / -1 with ties at 0 -> +1 (ITQ's ``UX(Z>=0) = 1``, hashbench's ``>= 0`` binarisation)."""
-    return torch.where(values >= 0, 1.0, -1.0).to(values.dtype)
-
-
 def itq_rotation(projected: torch.Tensor, rotation: torch.Tensor, iterations: int
                  ) -> tuple[torch.Tensor, list[float]]:
     """ITQ's alternation from ``rotation``: B = sign(VR), then R from the SVD of B^T V.
     Returns the final rotation and ||sign(VR) - VR||^2 before the first and after each update."""
     rotated = projected @ rotation
-    losses = [float((signs(rotated) - rotated).pow(2).sum())]
+    losses = [float((binary_sign(rotated) - rotated).pow(2).sum())]
     for _ in range(iterations):
-        left, _, right_t = torch.linalg.svd(signs(rotated).T @ projected)  # B^T V = U_B S U_A^T
+        left, _, right_t = torch.linalg.svd(binary_sign(rotated).T @ projected)  # B^T V = U_B S U_A^T
         rotation = right_t.T @ left.T  # R = U_A U_B^T
         rotated = projected @ rotation
-        losses.append(float((signs(rotated) - rotated).pow(2).sum()))
+        losses.append(float((binary_sign(rotated) - rotated).pow(2).sum()))
     return rotation, losses
 
 
@@ -97,52 +92,37 @@ def sh_modes(ranges: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
     return directions[order], modes[order]
 
 
-class ShallowHash(HashMethod):
-    """A closed-form method on fixed features: no parameters, state in buffers."""
-
-    family = "shallow"
-    supervised = False
-    params: ClassVar[dict[str, Param]] = {}
-    train_defaults: ClassVar[dict[str, Any]] = {"frozen_backbone": True, "epochs": 1}
-    frozen_train_defaults: ClassVar[dict[str, Any]] = {}
-    dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {"digits": {"backbone": "raw"}}
-
-    def check_width(self, features: torch.Tensor) -> None:
-        if self.bits > features.shape[1]:
-            raise HashbenchError(f"{self.name} projects on principal directions: bits must be at most the feature "
-                                 f"width {features.shape[1]}; got {self.bits}")
-
-
 class ProjectionHash(ShallowHash):
     """Codes = (x - mean) @ projection: LSH, PCAH and ITQ."""
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.register_buffer("mean", torch.zeros(feature_dim))
-        self.register_buffer("projection", torch.zeros(feature_dim, bits))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("mean", torch.zeros(self.feature_dim))
+        self.register_buffer("projection", torch.zeros(self.feature_dim, self.bits))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.mean) @ self.projection
 
 
+@register_method("lsh")
 class LSH(ProjectionHash):
     """LSH: signs of random Gaussian projections of the centred features."""
 
-    name = "lsh"
     summary = "LSH (Charikar, STOC 2002): signs of random Gaussian projections of centred features"
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.projection.copy_(torch.randn(feature_dim, bits, generator=torch.Generator().manual_seed(seed)))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.projection.copy_(torch.randn(self.feature_dim, self.bits, generator=generator))
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
         self.mean.copy_(features.double().mean(0))
 
 
+@register_method("pcah")
 class PCAH(ProjectionHash):
     """PCAH: signs of the top-q principal projections."""
 
-    name = "pcah"
     summary = "PCAH (the PCA baseline of Gong & Lazebnik, CVPR 2011): signs of the top-q principal projections"
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
@@ -152,20 +132,16 @@ class PCAH(ProjectionHash):
         self.projection.copy_(directions)
 
 
+@register_method("itq")
 class ITQ(ProjectionHash):
     """ITQ: PCA, then the rotation that minimises the quantization loss ||B - VR||^2."""
 
-    name = "itq"
     summary = "ITQ (Gong & Lazebnik, CVPR 2011): PCA + an orthogonal rotation minimising quantization loss"
-    params: ClassVar[dict[str, Param]] = {
-        "iterations": integer(50, 0, help="alternating B / rotation updates (the authors' n_iter)"),
-    }
+    iterations = integer(50, 0, help="alternating B / rotation updates (the authors' n_iter)")
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 iterations: int) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.iterations = iterations
-        self.register_buffer("rotation", torch.eye(bits))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.register_buffer("rotation", torch.eye(self.bits))
         self.quantization_losses: list[float] = []
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
@@ -179,20 +155,20 @@ class ITQ(ProjectionHash):
         self.projection.copy_(directions @ rotation)
 
 
+@register_method("sh")
 class SH(ShallowHash):
     """Spectral Hashing: analytical eigenfunctions of a uniform distribution along PCA directions."""
 
-    name = "sh"
     summary = "SH (Weiss et al., NeurIPS 2008): sinusoidal eigenfunctions along PCA directions, smallest eigenvalues"
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        components = min(bits, feature_dim)
-        self.register_buffer("directions", torch.zeros(feature_dim, components))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        components = min(self.bits, self.feature_dim)
+        self.register_buffer("directions", torch.zeros(self.feature_dim, components))
         self.register_buffer("minimum", torch.zeros(components))
         self.register_buffer("width", torch.ones(components))
-        self.register_buffer("bit_direction", torch.zeros(bits, dtype=torch.long))
-        self.register_buffer("bit_mode", torch.zeros(bits))
+        self.register_buffer("bit_direction", torch.zeros(self.bits, dtype=torch.long))
+        self.register_buffer("bit_mode", torch.zeros(self.bits))
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
         _, directions = principal_directions(features, self.directions.shape[1])

@@ -27,81 +27,28 @@ Single-label data always uses the plain softmax cross-entropy. Whether data are
 multi-label is decided once, from the whole training split (``on_fit_start``: some row has
 more than one label), as FIRe's per-dataset ``multiclass`` flag, never per batch.
 
-:class:`CodeClassifier` and :func:`classification_loss` are shared by the classification
-family (CE, GreedyHash, JMLH).
+The classifier on the codes (:class:`hashbench.blocks.CodeClassifier`) and its loss
+(:func:`hashbench.losses.classification_loss`) are shared by the classification family (CE,
+GreedyHash, JMLH).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param
-
-MULTI_LABEL_LOSSES = ("bce", "softmax")
+from hashbench.blocks import MULTI_LABEL_LOSSES, ClassifierOutput, CodeClassifier, HashLayer, head_param
+from hashbench.method import choice, register_method
 
 
-def classification_loss(*, logits: torch.Tensor, labels: torch.Tensor, multi_label: bool, multi_label_loss: str
-                        ) -> torch.Tensor:
-    """Cross-entropy of the classifier on the codes: softmax cross-entropy against y / |y|
-    (the plain cross-entropy on one-hot rows), or, on multi-label data with
-    ``multi_label_loss="bce"``, binary cross-entropy per class averaged over classes and items."""
-    if multi_label and multi_label_loss == "bce":
-        return F.binary_cross_entropy_with_logits(logits, labels)
-    targets = labels / labels.sum(1, keepdim=True).clamp_min(1)
-    return -(targets * F.log_softmax(logits, dim=1)).sum(1).mean()
-
-
-@dataclass
-class ClassifierOutput:
-    """Continuous codes (their sign is the binary code) and the class logits computed on them."""
-
-    codes: torch.Tensor
-    logits: torch.Tensor
-
-
-class CodeClassifier(HashMethod):
-    """The classification family's common part: a Linear(bits, classes) classifier on the
-    codes and the dataset's multi-label flag (set once from the training labels)."""
-
-    family = "classification"
-    params: ClassVar[dict[str, Param]] = {
-        "multi_label_loss": choice("softmax", MULTI_LABEL_LOSSES, help="loss on multi-label data"),
-    }
-    #: Whether the classifier has a bias (GreedyHash's reference has none).
-    classifier_bias: ClassVar[bool] = True
-
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 multi_label_loss: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.multi_label_loss = multi_label_loss
-        self.classifier = nn.Linear(bits, num_classes, bias=self.classifier_bias)
-        self.register_buffer("multi_label", torch.tensor(False))
-
-    def on_fit_start(self, train_labels: torch.Tensor) -> None:
-        self.multi_label.fill_(bool((train_labels.sum(1) > 1).any()))
-
-    def codes(self, output: ClassifierOutput) -> torch.Tensor:
-        return output.codes
-
-    def classification(self, output: ClassifierOutput, labels: torch.Tensor) -> torch.Tensor:
-        return classification_loss(logits=output.logits, labels=labels, multi_label=bool(self.multi_label),
-                                   multi_label_loss=self.multi_label_loss)
-
-
+@register_method("ce")
 class CE(CodeClassifier):
     """The cross-entropy baseline: tanh hash layer, linear classifier on its output."""
 
-    name = "ce"
     summary = "CE (baseline, as in FIRe's benchmark): tanh hash layer + linear classifier, cross-entropy"
-    params: ClassVar[dict[str, Param]] = {
-        "multi_label_loss": choice("bce", MULTI_LABEL_LOSSES, help="loss on multi-label data"),
-        "head": head_param("linear"),
-    }
+    multi_label_loss = choice("bce", MULTI_LABEL_LOSSES, help="loss on multi-label data")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "lr": 1e-4, "backbone_lr_mult": 0.1, "weight_decay": 5e-4, "batch_size": 64,
         "epochs": 100, "scheduler": "step", "lr_step": 80, "lr_gamma": 0.1, "augment": "crop_flip",
@@ -111,11 +58,9 @@ class CE(CodeClassifier):
         "cifar10*": {"augment": "flip_jitter"}, "nuswide*": {"augment": "random_crop_flip"},
     }
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 multi_label_loss: str, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
-                         multi_label_loss=multi_label_loss)
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=True, bias=False)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=True, bias=False)
 
     def forward(self, features: torch.Tensor) -> ClassifierOutput:
         codes = self.hash_layer(features)

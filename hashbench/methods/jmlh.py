@@ -45,8 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hashbench.method import HashLayer, Param, choice, flag, head_param, real
-from methods.ce import MULTI_LABEL_LOSSES, ClassifierOutput, CodeClassifier, classification_loss
+from hashbench.blocks import ClassifierOutput, CodeClassifier, HashLayer, head_param
+from hashbench.losses import classification_loss
+from hashbench.method import flag, real, register_method
 
 
 class StochasticBinary(torch.autograd.Function):
@@ -81,17 +82,14 @@ def jmlh_loss(*, logits: torch.Tensor, code_logits: torch.Tensor, labels: torch.
     return {"loss": ce + kl_weight * kl, "ce": ce, "kl": kl}
 
 
+@register_method("jmlh")
 class JMLH(CodeClassifier):
     """JMLH (ICCVW 2019): a classifier on stochastic binary codes, with a Bernoulli(1/2) prior."""
 
-    name = "jmlh"
     summary = "JMLH (Shen et al., ICCVW 2019): classifier on stochastic binary codes + KL to a Bernoulli prior"
-    params: ClassVar[dict[str, Param]] = {
-        "kl_weight": real(0.2, 0.0, help="weight of the KL(Bernoulli(p) || Bernoulli(1/2)) term"),
-        "stochastic": flag(True, help="eps ~ U(0, 1) while training (false: eps = 1/2, the authors' TF code)"),
-        "multi_label_loss": choice("softmax", MULTI_LABEL_LOSSES, help="loss on multi-label data"),
-        "head": head_param("linear"),
-    }
+    kl_weight = real(0.2, 0.0, help="weight of the KL(Bernoulli(p) || Bernoulli(1/2)) term")
+    stochastic = flag(True, help="eps ~ U(0, 1) while training (false: eps = 1/2, the authors' TF code)")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "lr": 1e-4, "backbone_lr_mult": 0.1, "weight_decay": 5e-4, "batch_size": 64,
         "epochs": 100, "scheduler": "step", "lr_step": 80, "lr_gamma": 0.1, "augment": "crop_flip",
@@ -105,13 +103,9 @@ class JMLH(CodeClassifier):
         "cifar10*": {"augment": "flip_jitter"}, "nuswide*": {"augment": "random_crop_flip"},
     }
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 kl_weight: float, stochastic: bool, multi_label_loss: str, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
-                         multi_label_loss=multi_label_loss)
-        self.kl_weight = kl_weight
-        self.stochastic = stochastic
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False)
         for layer in (self.hash_layer[-1], self.classifier):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)

@@ -33,8 +33,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.losses import pairwise_likelihood
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, integer, pairwise_similarity, real
+from hashbench.blocks import HashLayer, head_param
+from hashbench.losses import pairwise_likelihood, pairwise_similarity
+from hashbench.method import HashMethod, choice, integer, real, register_method
 
 
 def continuation_beta(step: int, *, gamma: float = 0.005, power: float = 0.5, every: int = 200) -> float:
@@ -58,22 +59,20 @@ def hashnet_loss(*, codes_a: torch.Tensor, codes_b: torch.Tensor, labels_a: torc
     return pairwise_likelihood(theta=theta, similarity=similarity, weights=weights)
 
 
+@register_method("hashnet")
 class HashNet(HashMethod):
     """HashNet (ICCV 2017): balanced pairwise cross-entropy with a tanh(beta z) continuation."""
 
-    name = "hashnet"
     family = "pairwise"
     summary = "HashNet (Cao et al., ICCV 2017): weighted pairwise cross-entropy + tanh continuation"
-    params: ClassVar[dict[str, Param]] = {
-        "alpha": real(None, 0.0, open_low=True, nullable=True, help="scale of inner products; none: 10 / bits"),
-        "pairs": choice("halves", ("halves", "batch")),
-        "weighting": choice("reference", WEIGHTINGS),
-        "positive_weight": real(1.0, 0.0, open_low=True, help="weighting=reference: a positive pair's weight"),
-        "beta_gamma": real(0.005, 0.0),
-        "beta_power": real(0.5, 0.0),
-        "beta_every": integer(200, 1),
-        "head": head_param("linear"),
-    }
+    alpha = real(None, 0.0, open_low=True, nullable=True, help="scale of inner products; none: 10 / bits")
+    pairs = choice("halves", ("halves", "batch"))
+    weighting = choice("reference", WEIGHTINGS)
+    positive_weight = real(1.0, 0.0, open_low=True, help="weighting=reference: a positive pair's weight")
+    beta_gamma = real(0.005, 0.0)
+    beta_power = real(0.5, 0.0)
+    beta_every = integer(200, 1)
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 3e-3, "momentum": 0.9, "nesterov": True, "backbone_lr_mult": 0.1,
         "weight_decay": 5e-4, "batch_size": 72, "epochs": 144, "scheduler": "step", "lr_step": 29, "lr_gamma": 0.5,
@@ -88,15 +87,12 @@ class HashNet(HashMethod):
         "imagenet100": {"positive_weight": 100.0}, "nuswide*": {"positive_weight": 5.0},
     }
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 alpha: float | None, pairs: str, weighting: str, positive_weight: float, beta_gamma: float,
-                 beta_power: float, beta_every: int, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.alpha = 10 / bits if alpha is None else alpha
-        self.pairs = pairs
-        self.weighting = {"weighting": weighting, "positive_weight": positive_weight}
-        self.schedule = {"gamma": beta_gamma, "power": beta_power, "every": beta_every}
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False, init_std=0.01)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alpha = 10 / self.bits if self.alpha is None else self.alpha
+        self.weighting = {"weighting": self.weighting, "positive_weight": self.positive_weight}
+        self.schedule = {"gamma": self.beta_gamma, "power": self.beta_power, "every": self.beta_every}
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False, init_std=0.01)
         self.register_buffer("beta", torch.tensor(1.0))
 
     def on_step_start(self, step: int) -> None:

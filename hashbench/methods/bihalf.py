@@ -38,13 +38,13 @@ provide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
-from hashbench.method import HashLayer, HashMethod, Param, head_param, real
+from hashbench.blocks import FeatureCodes, FeatureSimilarityHash
+from hashbench.losses import feature_similarity_mse
+from hashbench.method import real, register_method
 
 
 class BiHalfSign(torch.autograd.Function):
@@ -71,53 +71,12 @@ def bihalf(values: torch.Tensor, gamma: float) -> torch.Tensor:
     return BiHalfSign.apply(values, gamma)
 
 
-def bihalf_loss(*, codes: torch.Tensor, features: torch.Tensor) -> dict[str, torch.Tensor]:
-    """MSE between the cosine similarities of paired codes and of their features (first half
-    of the batch against the second)."""
-    half = len(codes) // 2
-    code_similarity = F.cosine_similarity(codes[:half], codes[half : 2 * half])
-    feature_similarity = F.cosine_similarity(features[:half], features[half : 2 * half])
-    loss = F.mse_loss(code_similarity, feature_similarity)
-    return {"loss": loss, "similarity": loss}
-
-
-@dataclass
-class BiHalfOutput:
-    """The hash layer's continuous output and the features it saw (the loss's targets)."""
-
-    codes: torch.Tensor
-    features: torch.Tensor
-
-
-class FeatureSimilarityHash(HashMethod):
-    """The label-free methods whose codes regress the similarities of fixed features (Bi-half,
-    GreedyHash-U): a hash layer on the feature, the feature kept, detached, for the loss."""
-
-    family = "unsupervised"
-    supervised = False
-    params: ClassVar[dict[str, Param]] = {"head": head_param("linear")}
-
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
-
-    def forward(self, features: torch.Tensor) -> BiHalfOutput:
-        return BiHalfOutput(codes=self.hash_layer(features), features=features.detach())
-
-    def codes(self, output: BiHalfOutput) -> torch.Tensor:
-        return output.codes
-
-
+@register_method("bihalf")
 class BiHalf(FeatureSimilarityHash):
     """Bi-half (AAAI 2021): balanced codes per batch, cosine similarities of features preserved."""
 
-    name = "bihalf"
     summary = "Bi-half (Li & van Gemert, AAAI 2021): half/half bits per batch + feature-similarity regression"
-    params: ClassVar[dict[str, Param]] = {
-        "gamma": real(6.0, 0.0, help="weight of the (U - B) term in the bi-half layer's gradient"),
-        "head": head_param("linear"),
-    }
+    gamma = real(6.0, 0.0, help="weight of the (U - B) term in the bi-half layer's gradient")
     train_defaults: ClassVar[dict[str, Any]] = {
         "frozen_backbone": True, "optimizer": "sgd", "lr": 1e-4, "momentum": 0.9, "nesterov": False,
         "backbone_lr_mult": 1.0, "weight_decay": 5e-4, "batch_size": 32, "epochs": 300, "scheduler": "step",
@@ -131,12 +90,7 @@ class BiHalf(FeatureSimilarityHash):
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 100}
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {"digits": {"backbone": "raw"}}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 gamma: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
-                         head=head)
-        self.gamma = gamma
-
-    def loss(self, output: BiHalfOutput, *, labels: torch.Tensor | None, index: torch.Tensor, step: int
+    def loss(self, output: FeatureCodes, *, labels: torch.Tensor | None, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
-        return bihalf_loss(codes=bihalf(output.codes, self.gamma), features=output.features)
+        similarity = feature_similarity_mse(codes=bihalf(output.codes, self.gamma), features=output.features)
+        return {"loss": similarity, "similarity": similarity}

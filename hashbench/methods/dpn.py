@@ -35,8 +35,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, integer, real
-from methods.orthohash import CODEBOOKS, orthohash_codebook
+from hashbench.blocks import HashLayer, head_param
+from hashbench.method import HashMethod, choice, integer, real, register_method
+from hashbench.models.centers import CODEBOOKS, orthohash_codebook
 
 
 def dpn_loss(*, codes: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor, margin: float,
@@ -50,19 +51,17 @@ def dpn_loss(*, codes: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor
             "regularization": regularization}
 
 
+@register_method("dpn")
 class DPN(HashMethod):
     """DPN (IJCAI 2020): hinge each bit past a margin towards its class's fixed +/-1 target."""
 
-    name = "dpn"
     family = "center"
     summary = "DPN (Fan et al., IJCAI 2020): polarization hinge max(m - u t, 0) to random per-class bit targets"
-    params: ClassVar[dict[str, Param]] = {
-        "margin": real(1.0, 0.0, help="m of the polarization hinge"),
-        "codebook": choice("gaussian", CODEBOOKS, help="how the per-class targets are drawn"),
-        "codebook_seed": integer(None, 0, nullable=True, help="none: the run's seed"),
-        "regularization_weight": real(0.0, 0.0, help="weight of mean(u^2) on the hash outputs"),
-        "head": head_param("linear"),
-    }
+    margin = real(1.0, 0.0, help="m of the polarization hinge")
+    codebook = choice("gaussian", CODEBOOKS, help="how the per-class targets are drawn")
+    codebook_seed = integer(None, 0, nullable=True, help="none: the run's seed")
+    regularization_weight = real(0.0, 0.0, help="weight of mean(u^2) on the hash outputs")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 1e-4, "momentum": 0.9, "nesterov": False, "backbone_lr_mult": 1.0,
         "weight_decay": 5e-4, "batch_size": 256, "epochs": 200, "scheduler": "step", "lr_step": 100, "lr_gamma": 0.1,
@@ -77,15 +76,11 @@ class DPN(HashMethod):
         "cifar10*": {"augment": "flip_jitter"}, "nuswide*": {"augment": "random_crop_flip"},
     }
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 margin: float, codebook: str, codebook_seed: int | None, regularization_weight: float,
-                 head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.margin = margin
-        self.regularization_weight = regularization_weight
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False, bias=False, init_std=0.01)
-        self.register_buffer("targets", orthohash_codebook(codebook, num_classes, bits,
-                                                           seed if codebook_seed is None else codebook_seed))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False, bias=False, init_std=0.01)
+        seed = self.seed if self.codebook_seed is None else self.codebook_seed
+        self.register_buffer("targets", orthohash_codebook(self.codebook, self.num_classes, self.bits, seed))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(features)

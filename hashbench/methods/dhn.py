@@ -41,8 +41,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from hashbench.losses import pairwise_likelihood
-from hashbench.method import HashLayer, HashMethod, Param, head_param, pairwise_similarity, real
+from hashbench.blocks import HashLayer, head_param
+from hashbench.losses import pairwise_likelihood, pairwise_similarity
+from hashbench.method import HashMethod, real, register_method
 
 
 def log_cosh(x: torch.Tensor) -> torch.Tensor:
@@ -60,16 +61,14 @@ def dhn_loss(*, codes: torch.Tensor, similarity: torch.Tensor, quantization_weig
             "quantization": quantization}
 
 
+@register_method("dhn")
 class DHN(HashMethod):
     """DHN (AAAI 2016): pairwise likelihood on inner products + a log-cosh quantization loss."""
 
-    name = "dhn"
     family = "pairwise"
     summary = "DHN (Zhu et al., AAAI 2016): pairwise likelihood on inner products + log-cosh quantization"
-    params: ClassVar[dict[str, Param]] = {
-        "quantization_weight": real(0.2, 0.0, help="lambda, weight of the log-cosh quantization loss"),
-        "head": head_param("linear"),
-    }
+    quantization_weight = real(0.2, 0.0, help="lambda, weight of the log-cosh quantization loss")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 2e-4, "momentum": 0.9, "nesterov": False, "backbone_lr_mult": 0.1,
         "weight_decay": 5e-4, "batch_size": 64, "epochs": 18, "scheduler": "step", "lr_step": 3, "lr_gamma": 0.5,
@@ -82,11 +81,9 @@ class DHN(HashMethod):
     # lr 2e-2, no decay, 80 epochs.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.02, "epochs": 80, "scheduler": "none"}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 quantization_weight: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.quantization_weight = quantization_weight
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, init_std=0.01)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, init_std=0.01)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(features)

@@ -56,33 +56,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from hashbench.method import HashLayer, Param, head_param, integer, pairwise_similarity, real
-from methods.dbdh import CodeMemory, binary_sign
-
-
-class EpochClock(nn.Module):
-    """Tells a method when the runner has started a new pass over the training set.
-
-    Within an epoch the runner yields every training item at most once, and the first batch
-    of the next epoch holds at least one item of the last (only a remainder smaller than a
-    batch is dropped), so an item seen twice marks the boundary. Buffers, so a resumed run
-    keeps counting."""
-
-    def __init__(self, num_train: int) -> None:
-        super().__init__()
-        self.register_buffer("seen", torch.zeros(num_train, dtype=torch.bool))
-        self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
-
-    def tick(self, index: torch.Tensor) -> bool:
-        """Record a batch; True when it starts a new epoch (never for the first batch)."""
-        new_epoch = bool(self.seen[index].any())
-        if new_epoch:
-            self.seen.zero_()
-            self.epoch += 1
-        self.seen[index] = True
-        return new_epoch
+from hashbench.blocks import CodeMemory, EpochClock, HashLayer, binary_sign, head_param
+from hashbench.losses import pairwise_similarity
+from hashbench.method import integer, real, register_method
 
 
 def soft_similarity(similarity: torch.Tensor, ratio: float | torch.Tensor) -> torch.Tensor:
@@ -121,38 +98,33 @@ def adsh_v_step(*, database: torch.Tensor, codes: torch.Tensor, similarity: torc
     return database
 
 
+@register_method("adsh")
 class ADSH(CodeMemory):
     """ADSH (AAAI 2018): a query network fitted to directly learned discrete database codes."""
 
-    name = "adsh"
     family = "pairwise"
     summary = "ADSH (Jiang and Li, AAAI 2018): asymmetric: query net fitted to discretely learned database codes"
-    params: ClassVar[dict[str, Param]] = {
-        "gamma": real(200.0, 0.0, help="weight of ||v_i - u_i||^2"),
-        "num_samples": integer(2000, 1, nullable=True, help="items sampled per outer iteration (Omega); "
-                                                           "none: every training item"),
-        "epochs_per_iteration": integer(3, 1, help="hashbench epochs in one outer iteration (the reference's "
-                                                   "epochs over Omega)"),
-        "head": head_param("linear"),
-    }
+    gamma = real(200.0, 0.0, help="weight of ||v_i - u_i||^2")
+    num_samples = integer(2000, 1, nullable=True, help="items sampled per outer iteration (Omega); "
+                                                      "none: every training item")
+    epochs_per_iteration = integer(3, 1, help="hashbench epochs in one outer iteration (the reference's "
+                                              "epochs over Omega)")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 1e-3, "momentum": 0.0, "backbone_lr_mult": 1.0, "weight_decay": 5e-4,
         "batch_size": 64, "epochs": 150, "scheduler": "step", "lr_step": 30, "lr_gamma": 0.1, "augment": "none",
     }
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 gamma: float, num_samples: int | None, epochs_per_iteration: int, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.gamma = gamma
-        self.num_samples = num_train if num_samples is None else min(num_samples, num_train)
-        self.epochs_per_iteration = epochs_per_iteration
-        self.hash_layer = HashLayer(feature_dim, bits, head=head)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_samples = self.num_train if self.num_samples is None else min(self.num_samples, self.num_train)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head)
         self.init_memory()
-        self.register_buffer("database", torch.zeros(num_train, bits))
-        self.register_buffer("sampled", torch.zeros(num_train, dtype=torch.bool))
+        self.register_buffer("database", torch.zeros(self.num_train, self.bits))
+        self.register_buffer("sampled", torch.zeros(self.num_train, dtype=torch.bool))
         self.register_buffer("ratio", torch.zeros(()))
-        self.clock = EpochClock(num_train)
+        self.clock = EpochClock(self.num_train)
 
     def on_fit_start(self, train_labels: torch.Tensor) -> None:
         super().on_fit_start(train_labels)

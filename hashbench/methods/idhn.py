@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from hashbench.losses import pairwise_likelihood
-from hashbench.method import HashLayer, HashMethod, Param, head_param, real
-from methods.dsh import l1_quantization
+from hashbench.blocks import HashLayer, head_param
+from hashbench.losses import l1_quantization, pairwise_likelihood
+from hashbench.method import HashMethod, real, register_method
 
 #: The reference's tolerances: s below the first or above the second counts as 0 or 1.
 HARD_LOW, HARD_HIGH = 0.01, 0.99
@@ -66,18 +66,16 @@ def idhn_loss(*, codes: torch.Tensor, similarity: torch.Tensor, beta: float, gam
     return {"loss": total, "likelihood": likelihood, "soft": soft, "quantization": quantization}
 
 
+@register_method("idhn")
 class IDHN(HashMethod):
     """IDHN (TMM 2019): cosine label similarity, likelihood on hard pairs, squared error on soft ones."""
 
-    name = "idhn"
     family = "pairwise"
     summary = "IDHN (Zhang et al., TMM 2019): soft (label-cosine) similarity, likelihood + MSE pairs + quantization"
-    params: ClassVar[dict[str, Param]] = {
-        "beta": real(5.0, 0.0, open_low=True, help="scale: hard pairs use theta = beta <u_i, u_j> / bits"),
-        "gamma": real(0.1, 0.0, help="weight of the squared error on soft pairs"),
-        "quantization_weight": real(0.1, 0.0, help="lambda, weight of mean(| |u| - 1 |)"),
-        "head": head_param("linear"),
-    }
+    beta = real(5.0, 0.0, open_low=True, help="scale: hard pairs use theta = beta <u_i, u_j> / bits")
+    gamma = real(0.1, 0.0, help="weight of the squared error on soft pairs")
+    quantization_weight = real(0.1, 0.0, help="lambda, weight of mean(| |u| - 1 |)")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "lr": 1e-3, "backbone_lr_mult": 0.01, "weight_decay": 0.0, "batch_size": 128,
         "epochs": 100, "scheduler": "step", "lr_step": 16, "lr_gamma": 0.5, "augment": "none",
@@ -87,13 +85,9 @@ class IDHN(HashMethod):
     # bits, seed 0) reaches 56.8 at 30 epochs and 57.0 at best (90 and 100), so the recipe stops at 30.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 30}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 beta: float, gamma: float, quantization_weight: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.beta = beta
-        self.gamma = gamma
-        self.quantization_weight = quantization_weight
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.softsign(self.hash_layer(features))

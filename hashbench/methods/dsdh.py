@@ -51,11 +51,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from hashbench.blocks import CodeMemory, EpochClock, HashLayer, binary_sign, dcc_b_step, head_param, ridge
 from hashbench.losses import pairwise_likelihood
-from hashbench.method import HashLayer, Param, choice, head_param, integer, real
-from methods.adsh import EpochClock
-from methods.dbdh import CodeMemory, binary_sign
-from methods.sdh import ridge, sdh_b_step
+from hashbench.method import choice, integer, real, register_method
 
 BW_UPDATES = ("batch", "epoch", "batch_only")
 
@@ -68,7 +66,7 @@ def dsdh_w_step(*, binary: torch.Tensor, labels: torch.Tensor, mu: float, nu: fl
 def dsdh_b_step(*, binary: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
                 mu: float, eta: float, sweeps: int) -> torch.Tensor:
     """Discrete cyclic coordinate descent from ``binary`` on mu ||Y - B W||^2 + eta ||B - U||^2."""
-    return sdh_b_step(binary, labels @ weights.T + (eta / mu) * codes, weights, sweeps)
+    return dcc_b_step(binary, labels @ weights.T + (eta / mu) * codes, weights, sweeps)
 
 
 def dsdh_loss(*, codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Tensor, binary: torch.Tensor,
@@ -81,21 +79,19 @@ def dsdh_loss(*, codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Te
     return {"loss": likelihood + eta * quantization, "likelihood": likelihood, "quantization": quantization}
 
 
+@register_method("dsdh")
 class DSDH(CodeMemory):
     """DSDH (NeurIPS 2017): pairwise likelihood + discrete codes that linearly classify the labels."""
 
-    name = "dsdh"
     family = "classification"
     summary = "DSDH (Li et al., NeurIPS 2017): pairwise likelihood + linear classification of discrete codes"
-    params: ClassVar[dict[str, Param]] = {
-        "mu": real(1.0, 0.0, open_low=True, help="weight of the classification term ||y - W^T b||^2"),
-        "nu": real(0.1, 0.0, help="weight of ||W||^2"),
-        "eta": real(55.0, 0.0, help="weight of ||b - u||^2"),
-        "bw_update": choice("batch", BW_UPDATES, help="when and over what the W- and B-steps run: batch / "
-                                                      "epoch (all training codes), batch_only (the authors' code)"),
-        "sweeps": integer(10, 1, help="passes over the bits in one B-step at most"),
-        "head": head_param("linear"),
-    }
+    mu = real(1.0, 0.0, open_low=True, help="weight of the classification term ||y - W^T b||^2")
+    nu = real(0.1, 0.0, help="weight of ||W||^2")
+    eta = real(55.0, 0.0, help="weight of ||b - u||^2")
+    bw_update = choice("batch", BW_UPDATES, help="when and over what the W- and B-steps run: batch / "
+                                                 "epoch (all training codes), batch_only (the authors' code)")
+    sweeps = integer(10, 1, help="passes over the bits in one B-step at most")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 2e-2, "momentum": 0.0, "backbone_lr_mult": 1.0, "weight_decay": 2.5e-4,
         "batch_size": 128, "epochs": 150, "scheduler": "step", "lr_step": 1, "lr_gamma": 10 ** (-4 / 149),
@@ -108,18 +104,14 @@ class DSDH(CodeMemory):
     # So the recipe is lr 0.2 for 30 epochs (the per-epoch decay x0.94 is the reference's).
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.2, "epochs": 30}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 mu: float, nu: float, eta: float, bw_update: str, sweeps: int, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.mu, self.nu, self.eta = mu, nu, eta
-        self.bw_update = bw_update
-        self.sweeps = sweeps
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False, init_std=0.01)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False, init_std=0.01)
         self.init_memory()
-        generator = torch.Generator().manual_seed(seed)
-        self.register_buffer("binary", binary_sign(torch.randn(num_train, bits, generator=generator)))
-        self.register_buffer("weights", torch.zeros(bits, num_classes))
-        self.clock = EpochClock(num_train)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.register_buffer("binary", binary_sign(torch.randn(self.num_train, self.bits, generator=generator)))
+        self.register_buffer("weights", torch.zeros(self.bits, self.num_classes))
+        self.clock = EpochClock(self.num_train)
 
     def discrete_step(self) -> None:
         """W-step then B-step over every training item's code."""

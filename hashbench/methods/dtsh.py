@@ -53,9 +53,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.losses import pairwise_likelihood, sign_quantization
-from hashbench.method import HashLayer, Param, choice, head_param, integer, pairwise_similarity, real
-from methods.dbdh import CodeMemory
+from hashbench.blocks import CodeMemory, HashLayer, head_param
+from hashbench.losses import pairwise_likelihood, pairwise_similarity, sign_quantization
+from hashbench.method import choice, integer, real, register_method
 
 TRIPLETS = ("memory", "batch")
 
@@ -102,21 +102,19 @@ def dtsh_loss(*, codes: torch.Tensor, memory: torch.Tensor, positives: torch.Ten
     return {"loss": likelihood + eta * quantization, "likelihood": likelihood, "quantization": quantization}
 
 
+@register_method("dtsh")
 class DTSH(CodeMemory):
     """DTSH (ACCV 2016): triplet likelihood with a margin, anchors against sampled memory codes."""
 
-    name = "dtsh"
     family = "pairwise"
     summary = "DTSH (Wang et al., ACCV 2016): triplet likelihood on inner products with a margin + quantization"
-    params: ClassVar[dict[str, Param]] = {
-        "margin": real(None, 0.0, nullable=True, help="alpha, the triplet margin; none: bits / 2"),
-        "eta": real(100.0, 0.0, help="weight of the quantization term (the paper's lambda)"),
-        "triplets": choice("memory", TRIPLETS, help="memory: the reference's sampler (batch anchors, memory "
-                                                    "positives and negatives); batch: every in-batch triplet"),
-        "positives": integer(50, 1, help="triplets=memory: positives drawn per anchor (M1)"),
-        "negatives_per_class": integer(50, 1, help="triplets=memory: negatives drawn per anchor and class (M2)"),
-        "head": head_param("linear"),
-    }
+    margin = real(None, 0.0, nullable=True, help="alpha, the triplet margin; none: bits / 2")
+    eta = real(100.0, 0.0, help="weight of the quantization term (the paper's lambda)")
+    triplets = choice("memory", TRIPLETS, help="memory: the reference's sampler (batch anchors, memory "
+                                               "positives and negatives); batch: every in-batch triplet")
+    positives = integer(50, 1, help="triplets=memory: positives drawn per anchor (M1)")
+    negatives_per_class = integer(50, 1, help="triplets=memory: negatives drawn per anchor and class (M2)")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 1e-3, "momentum": 0.0, "backbone_lr_mult": 1.0, "weight_decay": 2.5e-4,
         "batch_size": 128, "epochs": 100, "scheduler": "step", "lr_step": 20, "lr_gamma": 2 / 3, "augment": "none",
@@ -126,16 +124,10 @@ class DTSH(CodeMemory):
     # (within 0.3 point of the best; the lr steps every 20 as the reference's).
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 60}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 margin: float | None, eta: float, triplets: str, positives: int, negatives_per_class: int,
-                 head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.margin = bits / 2 if margin is None else margin
-        self.eta = eta
-        self.triplets = triplets
-        self.positives = positives
-        self.negatives_per_class = negatives_per_class
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False, init_std=0.01)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.margin = self.bits / 2 if self.margin is None else self.margin
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False, init_std=0.01)
         self.init_memory()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:

@@ -37,36 +37,12 @@ Deviations: MATLAB's sign(0) = 0 would leave a zero in B; hashbench's sgn gives 
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any
 
 import torch
 
-from hashbench.method import Param, integer, real
-from methods.shallow import ShallowHash, signs
-
-
-def ridge(inputs: torch.Tensor, targets: torch.Tensor, lam: float) -> torch.Tensor:
-    """(X^T X + lam I)^-1 X^T Y: the G-step and F-step of SDH (the authors' ``RRC``)."""
-    gram = inputs.T @ inputs + lam * torch.eye(inputs.shape[1], dtype=inputs.dtype, device=inputs.device)
-    return torch.linalg.solve(gram, inputs.T @ targets)
-
-
-def sdh_bit_update(codes: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
-    """The closed-form update of bit ``k`` of every item: sgn(Q[:, k] - B_{-k} W_{-k} w_k^T)."""
-    others = codes @ (weights @ weights[k]) - codes[:, k] * weights[k].dot(weights[k])
-    return signs(targets[:, k] - others)
-
-
-def sdh_b_step(codes: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, sweeps: int) -> torch.Tensor:
-    """Discrete cyclic coordinate descent on ||Y - B W||^2 + nu ||B - F||^2, Q = Y W^T + nu F."""
-    codes = codes.clone()
-    for _ in range(sweeps):
-        previous = codes.clone()
-        for k in range(codes.shape[1]):
-            codes[:, k] = sdh_bit_update(codes, targets, weights, k)
-        if torch.linalg.norm(codes - previous) < 1e-6 * torch.linalg.norm(previous):
-            break
-    return codes
+from hashbench.blocks import ShallowHash, binary_sign, dcc_b_step, ridge
+from hashbench.method import integer, real, register_method
 
 
 def sdh_objective(*, codes: torch.Tensor, labels: torch.Tensor, kernel: torch.Tensor, weights: torch.Tensor,
@@ -87,7 +63,7 @@ def sdh_train(*, kernel: torch.Tensor, labels: torch.Tensor, codes: torch.Tensor
 
     history = [objective()]
     for _ in range(iterations):
-        codes = sdh_b_step(codes, nu * kernel @ projection + labels @ weights.T, weights, sweeps)
+        codes = dcc_b_step(codes, nu * kernel @ projection + labels @ weights.T, weights, sweeps)
         history.append(objective())
         weights = ridge(codes, labels, g_lambda)
         history.append(objective())
@@ -106,53 +82,46 @@ def rbf_features(features: torch.Tensor, anchors: torch.Tensor, sigma: torch.Ten
     return torch.cat([kernel, torch.ones(len(features), 1, dtype=kernel.dtype, device=kernel.device)], 1)
 
 
+@register_method("sdh")
 class SDH(ShallowHash):
     """SDH (CVPR 2015): codes that linearly predict the labels, learned by discrete optimisation."""
 
-    name = "sdh"
     supervised = True
     summary = "SDH (Shen et al., CVPR 2015): RBF anchor features, label regression with discrete cyclic descent"
-    params: ClassVar[dict[str, Param]] = {
-        "anchors": integer(1000, 1, help="RBF anchors drawn from the training items"),
-        "sigma": real(None, 0.0, open_low=True, nullable=True,
-                      help="RBF width; none: root mean squared item-anchor distance"),
-        "g_lambda": real(1.0, 0.0, help="ridge weight of the label regression W (G-step)"),
-        "f_lambda": real(1e-2, 0.0, help="ridge weight of the hash projection P (F-step)"),
-        "nu": real(1e-5, 0.0, help="weight of the fit of B to phi(X) P"),
-        "iterations": integer(5, 0, help="outer B / G / F rounds"),
-        "sweeps": integer(10, 1, help="passes over the bits in one B-step at most"),
-        "tol": real(1e-5, 0.0, help="relative change that ends the outer loop"),
-    }
+    anchors = integer(1000, 1, help="RBF anchors drawn from the training items")
+    sigma = real(None, 0.0, open_low=True, nullable=True,
+                 help="RBF width; none: root mean squared item-anchor distance")
+    g_lambda = real(1.0, 0.0, help="ridge weight of the label regression W (G-step)")
+    f_lambda = real(1e-2, 0.0, help="ridge weight of the hash projection P (F-step)")
+    nu = real(1e-5, 0.0, help="weight of the fit of B to phi(X) P")
+    iterations = integer(5, 0, help="outer B / G / F rounds")
+    sweeps = integer(10, 1, help="passes over the bits in one B-step at most")
+    tol = real(1e-5, 0.0, help="relative change that ends the outer loop")
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 anchors: int, sigma: float | None, g_lambda: float, f_lambda: float, nu: float, iterations: int,
-                 sweeps: int, tol: float) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.sigma_value = sigma
-        self.g_lambda, self.f_lambda, self.nu = g_lambda, f_lambda, nu
-        self.iterations, self.sweeps, self.tol = iterations, sweeps, tol
-        count = min(anchors, num_train)
-        self.register_buffer("anchors", torch.zeros(count, feature_dim))
-        self.register_buffer("sigma", torch.ones(()))
-        self.register_buffer("projection", torch.zeros(count + 1, bits))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        count = min(self.anchors, self.num_train)
+        self.register_buffer("anchor_points", torch.zeros(count, self.feature_dim))
+        self.register_buffer("rbf_sigma", torch.ones(()))
+        self.register_buffer("projection", torch.zeros(count + 1, self.bits))
         self.objective_history: list[float] = []
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
         x, y = features.double(), labels.double()
         generator = torch.Generator().manual_seed(self.seed)
-        anchors = x[torch.randperm(len(x), generator=generator)[: len(self.anchors)].to(x.device)]
-        if self.sigma_value is None:
+        anchors = x[torch.randperm(len(x), generator=generator)[: len(self.anchor_points)].to(x.device)]
+        if self.sigma is None:
             sigma = torch.cdist(x, anchors).pow(2).mean().sqrt()
         else:
-            sigma = torch.tensor(self.sigma_value, dtype=x.dtype)
-        codes = signs(torch.randn(len(x), self.bits, generator=generator, dtype=x.dtype)).to(x.device)
+            sigma = torch.tensor(self.sigma, dtype=x.dtype)
+        codes = binary_sign(torch.randn(len(x), self.bits, generator=generator, dtype=x.dtype)).to(x.device)
         projection, self.objective_history = sdh_train(
             kernel=rbf_features(x, anchors, sigma), labels=y, codes=codes, g_lambda=self.g_lambda,
             f_lambda=self.f_lambda, nu=self.nu, iterations=self.iterations, sweeps=self.sweeps, tol=self.tol)
-        self.anchors.copy_(anchors)
-        self.sigma.copy_(sigma)
+        self.anchor_points.copy_(anchors)
+        self.rbf_sigma.copy_(sigma)
         self.projection.copy_(projection)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return rbf_features(features, self.anchors, self.sigma) @ self.projection
+        return rbf_features(features, self.anchor_points, self.rbf_sigma) @ self.projection
 

@@ -41,9 +41,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from hashbench.blocks import CodeMemory, HashLayer, binary_sign, head_param
 from hashbench.losses import pairwise_likelihood
-from hashbench.method import HashLayer, Param, head_param, real
-from methods.dbdh import CodeMemory, binary_sign
+from hashbench.method import real, register_method
 
 
 def normalized_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -79,19 +79,17 @@ def dfh_loss(*, codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Ten
     return {"loss": pairwise + eta * quantization, "pairwise": pairwise, "quantization": quantization}
 
 
+@register_method("dfh")
 class DFH(CodeMemory):
     """DFH (BMVC 2019): margin pairwise likelihood + discrete codes pulled to discrete class centers."""
 
-    name = "dfh"
     family = "center"
     summary = "DFH (Li et al., BMVC 2019): margin pairwise likelihood + discrete codes and class centers"
-    params: ClassVar[dict[str, Param]] = {
-        "margin": real(3.0, 0.0, help="m, the push margin of the pairwise term (0: no margin)"),
-        "eta": real(0.5, 0.0, help="weight of the quantization term"),
-        "mu": real(1.0, 0.0, help="weight of the class centers in the B-step"),
-        "nu": real(1.0, 0.0, help="weight of the inter-center term in the C-step"),
-        "head": head_param("linear"),
-    }
+    margin = real(3.0, 0.0, help="m, the push margin of the pairwise term (0: no margin)")
+    eta = real(0.5, 0.0, help="weight of the quantization term")
+    mu = real(1.0, 0.0, help="weight of the class centers in the B-step")
+    nu = real(1.0, 0.0, help="weight of the inter-center term in the C-step")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False, "backbone_lr_mult": 1.0,
         "weight_decay": 5e-4, "batch_size": 128, "epochs": 150, "scheduler": "step", "lr_step": 50, "lr_gamma": 0.1,
@@ -102,16 +100,11 @@ class DFH(CodeMemory):
     # 56.0-56.4 to 16) and falls slowly after (55.9 at 30, 54.8 at 90), so the recipe stops at 10.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 10}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 margin: float, eta: float, mu: float, nu: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.margin = margin
-        self.eta = eta
-        self.mu = mu
-        self.nu = nu
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False)
         self.init_memory()
-        self.register_buffer("centers", torch.zeros(num_classes, bits))
+        self.register_buffer("centers", torch.zeros(self.num_classes, self.bits))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(features)

@@ -50,10 +50,17 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.method import HashLayer, Param, choice, head_param, real
-from methods.bihalf import BiHalfOutput, FeatureSimilarityHash, bihalf_loss
-from methods.ce import MULTI_LABEL_LOSSES, ClassifierOutput, CodeClassifier, classification_loss
-from methods.dbdh import binary_sign
+from hashbench.blocks import (
+    ClassifierOutput,
+    CodeClassifier,
+    FeatureCodes,
+    FeatureSimilarityHash,
+    HashLayer,
+    binary_sign,
+    head_param,
+)
+from hashbench.losses import classification_loss, feature_similarity_mse
+from hashbench.method import real, register_method
 
 
 class GreedySign(torch.autograd.Function):
@@ -90,22 +97,19 @@ def greedyhash_unsupervised_loss(*, codes: torch.Tensor, features: torch.Tensor,
                                  ) -> dict[str, torch.Tensor]:
     """MSE between the cosine similarities of paired binary codes sign(h) (straight-through)
     and of their features, plus alpha * the | |h| - 1 |^p penalty. Takes no labels."""
-    similarity = bihalf_loss(codes=greedy_sign(codes), features=features)["similarity"]
+    similarity = feature_similarity_mse(codes=greedy_sign(codes), features=features)
     penalty = greedy_penalty(codes=codes, power=power)
     return {"loss": similarity + alpha * penalty, "similarity": similarity, "quantization": penalty}
 
 
+@register_method("greedyhash")
 class GreedyHash(CodeClassifier):
     """GreedyHash (NeurIPS 2018): a classifier on sign(h), straight-through, plus a cubic penalty."""
 
-    name = "greedyhash"
     summary = "GreedyHash (Su et al., NeurIPS 2018): classifier on sign codes, straight-through + |h|^3 penalty"
-    params: ClassVar[dict[str, Param]] = {
-        "alpha": real(1.0, 0.0, help="weight of the | |h| - 1 |^p penalty"),
-        "power": real(3.0, 1.0, help="p of the penalty"),
-        "multi_label_loss": choice("softmax", MULTI_LABEL_LOSSES, help="loss on multi-label data"),
-        "head": head_param("linear"),
-    }
+    alpha = real(1.0, 0.0, help="weight of the | |h| - 1 |^p penalty")
+    power = real(3.0, 1.0, help="p of the penalty")
+    head = head_param("linear")
     classifier_bias = False
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "nesterov": False, "backbone_lr_mult": 1.0,
@@ -121,13 +125,9 @@ class GreedyHash(CodeClassifier):
         "cifar10-2": {"epochs": 40, "lr_step": 20},
     }
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 alpha: float, power: float, multi_label_loss: str, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
-                         multi_label_loss=multi_label_loss)
-        self.alpha = alpha
-        self.power = power
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False)
 
     def forward(self, features: torch.Tensor) -> ClassifierOutput:
         codes = self.hash_layer(features)
@@ -140,16 +140,13 @@ class GreedyHash(CodeClassifier):
                                multi_label_loss=self.multi_label_loss)
 
 
+@register_method("greedyhash-u")
 class GreedyHashUnsupervised(FeatureSimilarityHash):
     """GreedyHash, label-free (NeurIPS 2018): code similarities regress feature similarities."""
 
-    name = "greedyhash-u"
     summary = "GreedyHash-U (Su et al., NeurIPS 2018): sign codes' cosine similarities regress the features'"
-    params: ClassVar[dict[str, Param]] = {
-        "alpha": real(0.1, 0.0, help="weight of the | |h| - 1 |^p penalty"),
-        "power": real(3.0, 1.0, help="p of the penalty"),
-        "head": head_param("linear"),
-    }
+    alpha = real(0.1, 0.0, help="weight of the | |h| - 1 |^p penalty")
+    power = real(3.0, 1.0, help="p of the penalty")
     train_defaults: ClassVar[dict[str, Any]] = {
         "frozen_backbone": True, "optimizer": "sgd", "lr": 1e-4, "momentum": 0.9, "nesterov": False,
         "backbone_lr_mult": 1.0, "weight_decay": 5e-4, "batch_size": 32, "epochs": 60, "scheduler": "none",
@@ -162,14 +159,7 @@ class GreedyHashUnsupervised(FeatureSimilarityHash):
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"lr": 1e-3, "epochs": 60}
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {"digits": {"backbone": "raw"}}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 alpha: float, power: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed,
-                         head=head)
-        self.alpha = alpha
-        self.power = power
-
-    def loss(self, output: BiHalfOutput, *, labels: torch.Tensor | None, index: torch.Tensor, step: int
+    def loss(self, output: FeatureCodes, *, labels: torch.Tensor | None, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
         return greedyhash_unsupervised_loss(codes=output.codes, features=output.features, alpha=self.alpha,
                                             power=self.power)

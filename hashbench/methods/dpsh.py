@@ -32,8 +32,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.losses import pairwise_likelihood, sign_quantization
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, pairwise_similarity, real
+from hashbench.blocks import HashLayer, head_param
+from hashbench.losses import pairwise_likelihood, pairwise_similarity, sign_quantization
+from hashbench.method import HashMethod, choice, real, register_method
 
 
 def dpsh_loss(*, codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Tensor, eta: float
@@ -45,17 +46,15 @@ def dpsh_loss(*, codes: torch.Tensor, memory: torch.Tensor, similarity: torch.Te
     return {"loss": likelihood + eta * quantization, "likelihood": likelihood, "quantization": quantization}
 
 
+@register_method("dpsh")
 class DPSH(HashMethod):
     """DPSH (IJCAI 2016): pairwise likelihood against a memory of all training codes."""
 
-    name = "dpsh"
     family = "pairwise"
     summary = "DPSH (Li et al., IJCAI 2016): pairwise likelihood on inner products + quantization"
-    params: ClassVar[dict[str, Param]] = {
-        "eta": real(50.0, 0.0, help="weight of the quantization term"),
-        "pairs": choice("memory", ("memory", "batch")),
-        "head": head_param("linear"),
-    }
+    eta = real(50.0, 0.0, help="weight of the quantization term")
+    pairs = choice("memory", ("memory", "batch"))
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 0.05, "momentum": 0.0, "backbone_lr_mult": 1.0, "weight_decay": 1e-5,
         "batch_size": 128, "epochs": 150, "scheduler": "step", "lr_step": 50, "lr_gamma": 0.1, "augment": "none",
@@ -66,14 +65,11 @@ class DPSH(HashMethod):
     # (benchmarks/validation_curves.py) is flat from 100 to 360 epochs.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 120, "lr_step": 80}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 eta: float, pairs: str, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.eta = eta
-        self.pairs = pairs
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
-        self.register_buffer("memory", torch.zeros(num_train, bits))
-        self.register_buffer("memory_labels", torch.zeros(num_train, num_classes))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False)
+        self.register_buffer("memory", torch.zeros(self.num_train, self.bits))
+        self.register_buffer("memory_labels", torch.zeros(self.num_train, self.num_classes))
 
     def on_fit_start(self, train_labels: torch.Tensor) -> None:
         self.memory_labels.copy_(train_labels)

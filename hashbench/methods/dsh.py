@@ -42,14 +42,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from hashbench.method import HashLayer, HashMethod, Param, head_param, pairwise_similarity, real
-
-
-def l1_quantization(*, codes: torch.Tensor, normalizer: float | None = None) -> torch.Tensor:
-    """Sum of || |u| - 1 ||_1 over the batch, divided by ``normalizer`` (default: the number
-    of entries): DSH's and IDHN's regulariser."""
-    total = (codes.abs() - 1).abs().sum()
-    return total / (codes.numel() if normalizer is None else normalizer)
+from hashbench.blocks import HashLayer, head_param
+from hashbench.losses import l1_quantization, pairwise_similarity
+from hashbench.method import HashMethod, real, register_method
 
 
 def dsh_loss(*, codes: torch.Tensor, similarity: torch.Tensor, margin: float, alpha: float
@@ -65,17 +60,15 @@ def dsh_loss(*, codes: torch.Tensor, similarity: torch.Tensor, margin: float, al
     return {"loss": contrastive + alpha * regularizer, "contrastive": contrastive, "regularizer": regularizer}
 
 
+@register_method("dsh")
 class DSH(HashMethod):
     """DSH (CVPR 2016): contrastive loss on the batch's pairs with margin 2q + an L1 pull to +/-1."""
 
-    name = "dsh"
     family = "pairwise"
     summary = "DSH (Liu et al., CVPR 2016): contrastive loss on pairs, margin 2q, + alpha || |u| - 1 ||_1"
-    params: ClassVar[dict[str, Param]] = {
-        "margin": real(None, 0.0, open_low=True, nullable=True, help="m of the contrastive hinge; none: 2 x bits"),
-        "alpha": real(0.01, 0.0, help="weight of the L1 regulariser || |u| - 1 ||_1"),
-        "head": head_param("linear"),
-    }
+    margin = real(None, 0.0, open_low=True, nullable=True, help="m of the contrastive hinge; none: 2 x bits")
+    alpha = real(0.01, 0.0, help="weight of the L1 regulariser || |u| - 1 ||_1")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "nesterov": False, "backbone_lr_mult": 1.0,
         "weight_decay": 0.004, "batch_size": 200, "epochs": 280, "scheduler": "step", "lr_step": 240,
@@ -88,12 +81,10 @@ class DSH(HashMethod):
     # epochs (the step at 240 is never reached).
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"lr": 0.01, "epochs": 100}
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 margin: float | None, alpha: float, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.margin = 2.0 * bits if margin is None else margin
-        self.alpha = alpha
-        self.hash_layer = HashLayer(feature_dim, bits, head=head, tanh=False)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.margin = 2.0 * self.bits if self.margin is None else self.margin
+        self.hash_layer = HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(features)

@@ -47,22 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hashbench.blocks import HashLayer, head_param
 from hashbench.losses import cosine_quantization
-from hashbench.method import HashLayer, HashMethod, Param, choice, head_param, integer, real
-from hashbench.models.centers import greedy_codebook
-
-CODEBOOKS = ("bernoulli", "gaussian", "greedy")
-
-
-def orthohash_codebook(kind: str, num_classes: int, bits: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    if kind == "bernoulli":
-        return torch.bernoulli(torch.full((num_classes, bits), 0.5), generator=generator) * 2 - 1
-    if kind == "gaussian":
-        return torch.randn(num_classes, bits, generator=generator).sign()
-    if kind == "greedy":
-        return greedy_codebook(num_classes, bits, seed=seed)
-    raise ValueError(f"codebook must be one of {', '.join(CODEBOOKS)}; got {kind!r}")
+from hashbench.method import HashMethod, choice, integer, real, register_method
+from hashbench.models.centers import CODEBOOKS, orthohash_codebook
 
 
 def codebook_cosine(codes: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -99,20 +87,18 @@ def orthoarc_loss(*, codes: torch.Tensor, codebook: torch.Tensor, labels: torch.
     return codebook_cross_entropy(logits=logits, codes=codes, labels=labels, quantization_weight=quantization_weight)
 
 
+@register_method("orthohash")
 class OrthoHash(HashMethod):
     """OrthoHash (NeurIPS 2021): one cosine-margin cross-entropy against orthogonal codes."""
 
-    name = "orthohash"
     family = "center"
     summary = "OrthoHash (Hoe et al., NeurIPS 2021): cosine-margin CE against a +/-1 codebook"
-    params: ClassVar[dict[str, Param]] = {
-        "scale": real(8.0, 0.0, open_low=True),
-        "margin": real(0.2, 0.0),
-        "codebook": choice("bernoulli", CODEBOOKS),
-        "cosine_quantization_weight": real(0.0, 0.0),
-        "codebook_seed": integer(None, 0, nullable=True, help="none: the run's seed"),
-        "head": head_param("linear"),
-    }
+    scale = real(8.0, 0.0, open_low=True)
+    margin = real(0.2, 0.0)
+    codebook = choice("bernoulli", CODEBOOKS)
+    cosine_quantization_weight = real(0.0, 0.0)
+    codebook_seed = integer(None, 0, nullable=True, help="none: the run's seed")
+    head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "lr": 1e-4, "backbone_lr_mult": 0.1, "weight_decay": 5e-4, "batch_size": 256,
         "epochs": 100, "scheduler": "step", "lr_step": 80, "lr_gamma": 0.1, "augment": "crop_flip",
@@ -128,36 +114,33 @@ class OrthoHash(HashMethod):
         "coco": {"augment": "flip"},
     }
 
-    def __init__(self, *, feature_dim: int, bits: int, num_classes: int, num_train: int, seed: int = 0,
-                 scale: float, margin: float, codebook: str, cosine_quantization_weight: float,
-                 codebook_seed: int | None, head: str) -> None:
-        super().__init__(feature_dim=feature_dim, bits=bits, num_classes=num_classes, num_train=num_train, seed=seed)
-        self.scale = scale
-        self.margin = margin
-        self.quantization_weight = cosine_quantization_weight
-        self.hash_layer = nn.Sequential(HashLayer(feature_dim, bits, head=head, tanh=False, bias=False, init_std=0.01),
-                                        nn.BatchNorm1d(bits))
-        self.register_buffer("codebook", orthohash_codebook(codebook, num_classes, bits,
-                                                            seed if codebook_seed is None else codebook_seed))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.quantization_weight = self.cosine_quantization_weight
+        self.hash_layer = nn.Sequential(
+            HashLayer(self.feature_dim, self.bits, head=self.head, tanh=False, bias=False, init_std=0.01),
+            nn.BatchNorm1d(self.bits))
+        seed = self.seed if self.codebook_seed is None else self.codebook_seed
+        self.register_buffer("class_codes", orthohash_codebook(self.codebook, self.num_classes, self.bits, seed))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.hash_layer(features)
 
     def loss(self, output: torch.Tensor, *, labels: torch.Tensor, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
-        return orthohash_loss(codes=output, codebook=self.codebook, labels=labels, scale=self.scale,
+        return orthohash_loss(codes=output, codebook=self.class_codes, labels=labels, scale=self.scale,
                               margin=self.margin, quantization_weight=self.quantization_weight)
 
 
+@register_method("orthoarc")
 class OrthoArc(OrthoHash):
     """OrthoArc (NeurIPS 2021 supplement): OrthoHash with ArcFace's additive angular margin."""
 
-    name = "orthoarc"
     summary = "OrthoArc (Hoe et al., NeurIPS 2021): angular-margin (ArcFace) CE against a +/-1 codebook"
     # Cached features: OrthoHash's recipe. This variant's own validation curve (cifar10, 32 bits,
     # seed 0, 1,000 held-out training items) peaks at the same 4 epochs: 49.4 (OrthoHash: 49.1).
 
     def loss(self, output: torch.Tensor, *, labels: torch.Tensor, index: torch.Tensor, step: int
              ) -> dict[str, torch.Tensor]:
-        return orthoarc_loss(codes=output, codebook=self.codebook, labels=labels, scale=self.scale,
+        return orthoarc_loss(codes=output, codebook=self.class_codes, labels=labels, scale=self.scale,
                              margin=self.margin, quantization_weight=self.quantization_weight)
