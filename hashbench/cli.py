@@ -13,29 +13,31 @@ from pathlib import Path
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
-from hashbench.config import (
-    DEVICES,
-    RUNTIME_KEYS,
-    RunConfig,
-    config_fingerprint,
-    parse_assignments,
-)
+from hashbench.config import CONFIG_OPTIONS, CONFIG_PARAMS, RunConfig, parse_assignments
 from hashbench.data.datasets import PATTERNS
 from hashbench.data.standard import LIST_PRESETS
 from hashbench.deploy.export import FORMATS
 from hashbench.deploy.index import BACKENDS as SEARCH_BACKENDS
 from hashbench.engine.distributed import world
-from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
+from hashbench.engine.launch import ClusterOptions, submit
+from hashbench.engine.preflight import data_key, describe_setup, preflight
 from hashbench.engine.runner import execute
-from hashbench.engine.tracking import require_tensorboard
-from hashbench.experiment import Experiment, PlannedRun, distinct_runs, format_runs, load_experiment, plan_runs
+from hashbench.experiment import Experiment
 from hashbench.method import family_key
-from hashbench.models.backbones import build_backbone
+from hashbench.planning import (
+    GRID_KEYS,
+    RUN_OPTIONS,
+    CommandLine,
+    PlannedRun,
+    distinct_runs,
+    format_runs,
+    plan_runs,
+    read_experiment,
+    run_option,
+)
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
-from hashbench.results import read_record
-from hashbench.validation import HashbenchError, check_bits, check_int
+from hashbench.validation import HashbenchError, Items, Param
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,13 +51,6 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(err)) from None
 
     return wrapper
-
-
-def split_list(text: str, what: str) -> list[str]:
-    items = [part.strip() for part in text.split(",") if part.strip()]
-    if not items:
-        raise HashbenchError(f"{what} must name at least one item; got {text!r}")
-    return items
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,184 +95,107 @@ def method_lines() -> list[tuple[str, str]]:
 
 
 def dataset_setup(defaults: dict[str, Any]) -> str:
-    """What a dataset trains with unless told otherwise: backbone, weights, image size, recipe."""
+    """What a dataset is read with unless told otherwise: backbone, weights, image size."""
     backbone = defaults.get("backbone", RunConfig.backbone)
     weights = defaults.get("weights", RunConfig.weights) or "random init"
-    size = defaults.get("image_size") or "224 (the weights')"
-    recipe = ", ".join(f"{k} {v}" for k, v in defaults.items() if k not in ("backbone", "weights", "image_size"))
-    return (f"default: backbone {backbone} ({weights}), image size {size}; "
-            f"{'dataset recipe: ' + recipe if recipe else 'each method its reference recipe'}")
+    size = defaults.get("image_size") or "the weights' own"
+    return f"default model: backbone {backbone} ({weights}), image size {size}; each method its reference recipe"
 
 
-def data_key(config: RunConfig) -> tuple[Any, ...]:
-    """What decides how a dataset is loaded (runs that agree on it share one load)."""
-    return config.dataset, config.data_root, config.split_seed, config.skip_corrupt, config.download
+def _help(spec: Param | Items, extra: str = "", *, default: bool = True) -> str:
+    """An option's help: the setting's help as a sentence, ``extra``, and its default."""
+    shown = spec.default
+    if isinstance(spec, Items):
+        shown = ",".join(map(str, shown)) if shown else None
+    sentence = spec.help[:1].upper() + spec.help[1:] + "." if spec.help else ""
+    return " ".join(filter(None, [sentence, extra, f"[default: {shown}]" if default and shown is not None else ""]))
 
 
-def describe_setup(config: RunConfig) -> str:
-    size = f"{config.image_size} px" if config.image_size else "the weights' image size"
-    mode = "frozen backbone (cached features)" if config.frozen_backbone else f"fine-tuned, augment {config.augment}"
-    weights = config.weights_path or config.weights or "random init"
-    return f"{config.dataset}: backbone {config.backbone} ({weights}), {size}, {mode}"
+#: Metavars of the config options whose values are paths.
+PATH_KEYS = {"weights_path": "PATH", "data_root": "DIR"}
 
 
-def refuse_other_config(config: RunConfig, root: Path) -> None:
-    """A finished record made with another config is never reused or replaced silently."""
-    record = read_record(config.folder(root))
-    if record is None or record.get("status") != "done" or "config" not in record:
-        return
-    if record.get("fingerprint", config_fingerprint(record["config"])) == config.fingerprint():
-        return
-    wanted = {**config.as_dict(), **{f"hparams.{k}": v for k, v in config.hparams.items()}}
-    stored = {**record["config"], **{f"hparams.{k}": v for k, v in record["config"].get("hparams", {}).items()}}
-    changed = [k for k in sorted(wanted) if k not in RUNTIME_KEYS and k != "hparams" and stored.get(k) != wanted[k]]
-    detail = ", ".join(f"{k} {stored.get(k)!r} -> {wanted[k]!r}" for k in changed[:3]) or "an older schema"
-    raise HashbenchError(f"{config.folder(root)} holds a finished run made with another config ({detail}); "
-                         "--force replaces it (the old record is archived), or use --set tag=NAME or another --results")
+def _metavar(key: str, param: Param) -> str:
+    if param.choices is not None:
+        return "[" + "|".join(param.choices) + "]"
+    return PATH_KEYS.get(key) or {int: "INT", float: "FLOAT"}.get(param.kind, "TEXT")
 
 
-def given(name: str) -> bool:
-    """Whether the user gave option ``name`` on the command line (it then overrides a config file)."""
-    return click.get_current_context().get_parameter_source(name) not in (
-        None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-
-
-#: The options of ``run`` and ``config show``: which runs, configured how.
-RUN_SELECTION = [
-    click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
-                 help="An experiment file (TOML: grids, [set], [method.NAME] tables; see the README); options "
-                      "given on the command line override it."),
-    click.option("--grid", "grid_names", default=None, metavar="NAMES",
-                 help="Only these [[grid]] tables of --config (comma-separated; default: all, in file order)."),
-    click.option("--methods", default=None,
-                 help="Comma-separated method names (see `hashbench list methods`); required without --config."),
-    click.option("--bits", default="16,32,64", show_default=True, help="Comma-separated code lengths."),
-    click.option("--datasets", default="digits", show_default=True, help="Comma-separated dataset names."),
-    click.option("--seeds", default="0", show_default=True, help="Comma-separated training seeds."),
-    click.option("--backbone", default=None, help="Backbone name (default: the dataset's)."),
-    click.option("--weights", "weights_path", default=None, type=click.Path(dir_okay=False),
-                 help="A local state dict for the backbone instead of torchvision's pretrained weights."),
-    click.option("--frozen-backbone/--fine-tune", "frozen_backbone", default=None,
-                 help="Train only the hash head(s) on cached backbone features."),
-    click.option("--epochs", type=int, default=None),
-    click.option("--batch-size", type=int, default=None),
-    click.option("--lr", type=float, default=None),
-    click.option("--device", type=click.Choice(DEVICES), default=None),
-    click.option("--results", "results_root", default="results", show_default=True,
-                 type=click.Path(file_okay=False)),
-    click.option("--data-root", default=None, type=click.Path(), help="Where the datasets live (default: ./data)."),
-    click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
-                 help="Any config key or method hyperparameter; repeatable."),
-    click.option("--progress/--no-progress", default=True, help="Show a progress bar per run."),
-]
+def _run_selection_options() -> list[Callable[..., Any]]:
+    """The options of ``run`` and ``config show``, derived from the key declarations
+    (:data:`hashbench.planning.GRID_KEYS`, :data:`hashbench.config.CONFIG_OPTIONS`): which runs,
+    configured how. Every option defaults to None, so that only what the user gave overrides
+    an experiment file."""
+    options = [
+        click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+                     help="An experiment file (TOML: the same keys as these options, [method.NAME] and [[grid]] "
+                          "tables; docs/guide.md); options given here override it."),
+        click.option("--grid", "grid_names", default=None, metavar="NAMES",
+                     help="Only these [[grid]] tables of --config (comma-separated; default: all, in file order)."),
+    ]
+    options += [click.option(f"--{key}", key, default=None, metavar="LIST", help=_help(spec, "Comma-separated."))
+                for key, spec in GRID_KEYS.items()]
+    recipe = "Default: the method's recipe or the dataset's model (hashbench config show)."
+    for key, flag_names in CONFIG_OPTIONS.items():
+        param = CONFIG_PARAMS[key]
+        metavar = {} if "/" in flag_names else {"metavar": _metavar(key, param)}
+        options.append(click.option(flag_names, key, default=None, help=_help(param, recipe, default=False),
+                                    **metavar))
+    options += [
+        click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                     help="Any config key or method hyperparameter; repeatable."),
+        click.option("--results", "results", default=None, help=_help(RUN_OPTIONS["results"])),
+    ]
+    return options
 
 
 def run_selection(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add :data:`RUN_SELECTION`'s options to a command."""
-    for option in reversed(RUN_SELECTION):
+    """Add the options of :func:`_run_selection_options` to a command."""
+    for option in reversed(_run_selection_options()):
         func = option(func)
     return func
 
 
-def select_runs(*, config_file: str | None, grid_names: str | None, methods: str | None, bits: str, datasets: str,
-                seeds: str, assignments: tuple[str, ...], options: dict[str, Any]
+def command_line(values: dict[str, Any], assignments: tuple[str, ...]) -> CommandLine:
+    """What the user gave on the command line (options left at None were not given)."""
+    given = {key: value for key, value in values.items() if value is not None}
+    return CommandLine(
+        grid={key: GRID_KEYS[key].parse(key, given[key]) for key in GRID_KEYS if key in given},
+        values={**{key: given[key] for key in CONFIG_OPTIONS if key in given}, **parse_assignments(assignments)},
+        options={key: given[key] for key in RUN_OPTIONS if key in given})
+
+
+def select_runs(config_file: str | None, grid_names: str | None, line: CommandLine
                 ) -> tuple[list[PlannedRun], Experiment | None]:
-    """Every run the options ask for (the grids of the experiment file, if one is given,
-    under the command line's options), resolved and validated before anything loads or trains."""
-    experiment = load_experiment(Path(config_file)) if config_file else None
-    if grid_names is not None and experiment is None:
-        raise HashbenchError("--grid chooses among the [[grid]] tables of an experiment file: give --config FILE")
-    overrides = {k: v for k, v in options.items() if v is not None and given(k)}
-    if "weights_path" in overrides:
-        overrides["weights"] = None
-    overrides.update(parse_assignments(assignments))
-    runs = []
-    wanted = None if grid_names is None else split_list(grid_names, "--grid")
-    for grid in experiment.select(wanted) if experiment else [None]:
-        written = grid.options if grid else {}
-        if given("methods") or "methods" not in written:
-            if methods is None:
-                raise click.UsageError("Missing option '--methods' (or --config FILE with methods = [...])")
-            method_names = split_list(methods, "--methods")
-            for name in method_names:
-                METHODS.get(name)
-        else:
-            method_names = written["methods"]
-        line = {name: given(name) or name not in written for name in ("bits", "seeds", "datasets")}
-        runs += plan_runs(
-            methods=method_names,
-            bits=[check_bits(b) for b in split_list(bits, "--bits")] if line["bits"] else written["bits"],
-            seeds=([check_int("seed", s, 0) for s in split_list(seeds, "--seeds")] if line["seeds"]
-                   else written["seeds"]),
-            datasets=split_list(datasets, "--datasets") if line["datasets"] else written["datasets"],
-            overrides=overrides, grid=grid)
-    return runs, experiment
-
-
-def command_option(name: str, value: Any, experiment: Experiment | None, key: str | None = None) -> Any:
-    """A run option: the command line's when given, else the experiment file's, else its default."""
-    written = experiment.options if experiment else {}
-    return value if given(name) or (key or name) not in written else written[key or name]
+    """Every run the options ask for, resolved and validated before anything loads or trains."""
+    experiment = read_experiment(Path(config_file)) if config_file else None
+    wanted = None if grid_names is None else Items(Param(None, str)).parse("--grid", grid_names)
+    return plan_runs(line, experiment, wanted), experiment
 
 
 @main.command("run")
 @run_selection
 @click.option("--force", is_flag=True, help="Rerun runs that already have a record (the old one is archived).")
-@click.option("--launcher", type=click.Choice(LAUNCHERS), default="local", show_default=True,
-              help="local: in this process; slurm: one submitit job per run; submitit-local: submitit's local "
-                   "executor (real subprocess jobs).")
-@click.option("--partition", default=None, help="Slurm partition.")
-@click.option("--gpus-per-job", type=int, default=1, show_default=True)
-@click.option("--cpus-per-job", type=int, default=8, show_default=True)
-@click.option("--time-limit", "time_limit_min", type=int, default=240, show_default=True, help="Minutes per job.")
-@click.option("--array-parallelism", type=int, default=64, show_default=True, help="Jobs of the array at once.")
+@click.option("--launcher", default=None, help=_help(RUN_OPTIONS["launcher"]))
+@click.option("--partition", default=None, help=_help(RUN_OPTIONS["partition"]))
+@click.option("--gpus-per-job", "gpus_per_job", default=None, type=int, help=_help(RUN_OPTIONS["gpus_per_job"]))
+@click.option("--cpus-per-job", "cpus_per_job", default=None, type=int, help=_help(RUN_OPTIONS["cpus_per_job"]))
+@click.option("--time-limit", "time_limit", default=None, type=int, help=_help(RUN_OPTIONS["time_limit"]))
+@click.option("--array-parallelism", "array_parallelism", default=None, type=int,
+              help=_help(RUN_OPTIONS["array_parallelism"]))
 @user_errors
-def run_command(config_file: str | None, grid_names: str | None, methods: str | None, bits: str, datasets: str,
-                seeds: str, assignments: tuple[str, ...], results_root: str, force: bool, launcher: str,
-                partition: str | None, gpus_per_job: int, cpus_per_job: int, time_limit_min: int,
-                array_parallelism: int, **options: Any) -> None:
+def run_command(config_file: str | None, grid_names: str | None, assignments: tuple[str, ...], force: bool,
+                **values: Any) -> None:
     """Train and evaluate the grid methods x datasets x bits x seeds, one record per run
     (or the grids of an experiment file, --config)."""
     ranks = world()
-    main_process = ranks.is_main  # under torchrun, rank 0 alone reports
-    echo = click.echo if main_process else (lambda *args, **kwargs: None)
-
-    # Resolve and validate every run's config before anything loads or trains: the runs and
-    # the data loading below act on these resolved values only.
-    runs, experiment = select_runs(config_file=config_file, grid_names=grid_names, methods=methods, bits=bits,
-                                   datasets=datasets, seeds=seeds, assignments=assignments, options=options)
-    results_root = command_option("results_root", results_root, experiment, "results")
-    jobs = [run.config for run in distinct_runs(runs, Path(results_root))]
-    launcher = command_option("launcher", launcher, experiment)
-    cluster = ClusterOptions(
-        partition=command_option("partition", partition, experiment),
-        gpus_per_job=command_option("gpus_per_job", gpus_per_job, experiment),
-        cpus_per_job=command_option("cpus_per_job", cpus_per_job, experiment),
-        time_limit_min=command_option("time_limit_min", time_limit_min, experiment, "time_limit"),
-        array_parallelism=command_option("array_parallelism", array_parallelism, experiment))
-    if any(config.tensorboard for config in jobs):
-        require_tensorboard()
-    for config in jobs:  # each rank trains on an equal share of every batch
-        if config.batch_size % ranks.size:
-            raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; "
-                                 f"got {config.batch_size}")
-    # Load every dataset (labels and split only): missing data fails before any run.
-    loaded: dict[tuple[Any, ...], Any] = {}
-    for config in jobs:
-        key = data_key(config)
-        if key not in loaded:
-            loaded[key] = load_run_dataset(config)
-        METHODS.get(config.method).check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
-                                               params=config.hparams)
-    root = Path(results_root)
-    if not force:
-        for config in jobs:
-            refuse_other_config(config, root)
-    # Build each backbone once before any run: unknown names, missing or ill-fitting weights
-    # are errors of the whole command, not failures of every run.
-    for backbone, weights, weights_path in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs},
-                                                  key=str):
-        build_backbone(backbone, weights, weights_path)
+    echo = click.echo if ranks.is_main else (lambda *args, **kwargs: None)  # under torchrun, rank 0 alone reports
+    line = command_line(values, assignments)
+    runs, experiment = select_runs(config_file, grid_names, line)
+    options = {key: run_option(key, line, experiment) for key in RUN_OPTIONS}
+    root = Path(options["results"])
+    jobs = [run.config for run in distinct_runs(runs, root)]
+    loaded = preflight(jobs, root, force=force, ranks=ranks)
     for setup in dict.fromkeys(describe_setup(c) for c in jobs):
         echo(setup)
     failures = []
@@ -299,11 +217,14 @@ def run_command(config_file: str | None, grid_names: str | None, methods: str | 
             echo(f"{label}: FAILED: {outcome.reason}", err=True)
             failures.append((label, outcome.reason))
 
-    if launcher == "local":
+    if options["launcher"] == "local":
         for config in jobs:
             report(config, execute(config, root, loaded[data_key(config)], force=force))
     else:
-        submit(jobs, root, launcher=launcher, options=cluster, force=force, report=report)
+        cluster = ClusterOptions(partition=options["partition"], gpus_per_job=options["gpus_per_job"],
+                                 cpus_per_job=options["cpus_per_job"], time_limit_min=options["time_limit"],
+                                 array_parallelism=options["array_parallelism"])
+        submit(jobs, root, launcher=options["launcher"], options=cluster, force=force, report=report)
     if failures:
         echo(f"{len(failures)} of {len(jobs)} runs failed:", err=True)
         for label, reason in failures:
@@ -321,77 +242,68 @@ def config_group() -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per run: folder, fingerprint, config, and the source of each value.")
 @user_errors
-def config_show_command(config_file: str | None, grid_names: str | None, methods: str | None, bits: str,
-                        datasets: str, seeds: str, assignments: tuple[str, ...], results_root: str, as_json: bool,
-                        **options: Any) -> None:
+def config_show_command(config_file: str | None, grid_names: str | None, assignments: tuple[str, ...],
+                        as_json: bool, **values: Any) -> None:
     """Print the fully resolved configuration of each run that `hashbench run` with the same
-    options would train, and where each value came from (runner default, method default or
-    recipe, dataset, frozen recipe, file, command line). Nothing is loaded, trained or written."""
-    runs, experiment = select_runs(config_file=config_file, grid_names=grid_names, methods=methods, bits=bits,
-                                   datasets=datasets, seeds=seeds, assignments=assignments, options=options)
-    root = Path(command_option("results_root", results_root, experiment, "results"))
+    options would train, and where each value came from (runner default, method recipe,
+    dataset, frozen recipe, file, command line). Nothing is loaded, trained or written."""
+    line = command_line(values, assignments)
+    runs, experiment = select_runs(config_file, grid_names, line)
+    root = Path(run_option("results", line, experiment))
     click.echo(format_runs(distinct_runs(runs, root), root, experiment, as_json=as_json))
 
 
-@main.command("report")
-@click.option("--results", "results_root", default="results", show_default=True,
-              type=click.Path(file_okay=False))
-@click.option("--out", "out_dir", default="reports", show_default=True, type=click.Path(file_okay=False))
-@click.option("--datasets", default=None, help="Only these datasets (comma-separated).")
-@click.option("--bits", default=None, help="Only these code lengths (comma-separated).")
-@click.option("--tsne-bits", type=int, default=None, help="Code length of the t-SNE plots (default: the longest).")
-@click.option("--tsne-methods", default=None, metavar="METHODS",
-              help="Draw t-SNE plots for these methods only (comma-separated; 'none' for none; default: all). "
-                   "Each plot takes seconds of CPU: a grid of 40 methods on two datasets spends most of the "
-                   "report's time on them.")
-@click.option("--notes", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A Markdown file whose text goes at the top of the report page (how to read the numbers).")
-@click.option("--ties", type=click.Choice(["expected", "index"]), default="expected", show_default=True,
-              help="mAP in the tables with ties at equal Hamming distance as the expectation over random orders "
-                   "(independent of database order) or broken by database index (the literature's figure).")
-@click.option("--baseline", default=None, metavar="METHOD",
-              help="Add a table of every method's mAP gain over this one (e.g. itq) in the same column.")
-@click.option("--figures/--no-figures", default=True, show_default=True,
-              help="Draw the figures (PR, P@N, code distances, training curves, t-SNE) or write the tables alone.")
-@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="An experiment file: its [report] table gives these options (results: its top level's by "
-                   "default), options given here override it, and every page names the file.")
-@user_errors
-def report_command(results_root: str, out_dir: str, datasets: str | None, bits: str | None,
-                   tsne_bits: int | None, tsne_methods: str | None, notes: str | None, ties: str, figures: bool,
-                   baseline: str | None, config_file: str | None) -> None:
-    """Regenerate tables and figures from the records and saved codes (no retraining)."""
-    from hashbench.analysis.report import build_report
+def _report_options() -> list[Callable[..., Any]]:
+    """The options of ``report``, derived from :data:`hashbench.analysis.report.REPORT_OPTIONS`
+    (the keys of an experiment file's ``[report]`` table)."""
+    from hashbench.analysis.report import REPORT_OPTIONS
 
-    experiment = load_experiment(Path(config_file)) if config_file else None
+    options = [click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+                            help="An experiment file: its [report] table gives these options (results: its top "
+                                 "level's by default), options given here override it, and every page names the "
+                                 "file.")]
+    for key, spec in REPORT_OPTIONS.items():
+        name = f"--{key.replace('_', '-')}"
+        if isinstance(spec, Param) and spec.kind is bool:
+            options.append(click.option(f"{name}/--no-{key.replace('_', '-')}", key, default=None, help=_help(spec)))
+        else:
+            extra = "Comma-separated." if isinstance(spec, Items) else ""
+            options.append(click.option(name, key, default=None, help=_help(spec, extra)))
+    return options
+
+
+def report_selection(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_report_options()):
+        func = option(func)
+    return func
+
+
+@main.command("report")
+@report_selection
+@user_errors
+def report_command(config_file: str | None, **given: Any) -> None:
+    """Regenerate tables and figures from the records and saved codes (no retraining)."""
+    from hashbench.analysis.report import REPORT_OPTIONS, build_report
+
+    experiment = read_experiment(Path(config_file)) if config_file else None
     written = {**({"results": experiment.options["results"]} if experiment and "results" in experiment.options
                   else {}), **(experiment.report if experiment else {})}
-    options = {  # the command line's when given, else the file's, else the default
-        "results": results_root, "out": out_dir,
-        "datasets": split_list(datasets, "--datasets") if datasets else None,
-        "bits": [check_bits(b) for b in split_list(bits, "--bits")] if bits else None,
-        "tsne_bits": tsne_bits,
-        "tsne_methods": None if tsne_methods is None else
-        [] if tsne_methods == "none" else split_list(tsne_methods, "--tsne-methods"),
-        "notes": notes, "ties": ties, "figures": figures, "baseline": baseline,
-    }
-    names = {"results": "results_root", "out": "out_dir"}
-    options.update({key: value for key, value in written.items() if not given(names.get(key, key))})
+    options = {}
+    for key, spec in REPORT_OPTIONS.items():  # the command line's when given, else the file's, else the default
+        if given.get(key) is not None:
+            options[key] = spec.parse(key, given[key]) if isinstance(spec, Items) else spec.check(
+                key, spec.from_text(given[key]))
+        else:
+            options[key] = written.get(key, spec.default if isinstance(spec, Param) else None)
     if options["notes"] and not Path(options["notes"]).is_file():
-        raise HashbenchError(f"{config_file}: [report] notes: file not found: {options['notes']}")
+        raise HashbenchError(f"{config_file or '--notes'}: notes file not found: {options['notes']}")
     paths = build_report(
         Path(options["results"]), Path(options["out"]),
-        datasets=options["datasets"],
-        bits=options["bits"],
-        command=" ".join(["hashbench", *sys.argv[1:]]),
-        tsne_bits=options["tsne_bits"],
-        tsne_methods=options["tsne_methods"],
-        notes=Path(options["notes"]).read_text() if options["notes"] else None,
-        ties=options["ties"],
-        figures=options["figures"],
-        baseline=options["baseline"],
-        config=experiment.describe() if experiment else None,
-    )
+        datasets=options["datasets"], bits=options["bits"], command=" ".join(["hashbench", *sys.argv[1:]]),
+        tsne_bits=options["tsne_bits"], tsne_methods=options["tsne_methods"],
+        notes=Path(options["notes"]).read_text() if options["notes"] else None, ties=options["ties"],
+        figures=options["figures"], baseline=options["baseline"],
+        config=experiment.describe() if experiment else None)
     for path in paths:
         click.echo(str(path))
 

@@ -1,17 +1,22 @@
-"""One run's configuration, resolved in one place.
+"""One run's configuration: every key declared once, and every value checked in one place.
 
-Precedence, lowest first: :class:`RunConfig`'s defaults < the method's ``train_defaults``
-(its reference recipe) < the dataset's ``defaults`` (e.g. ``digits`` picks a small CNN
-trained from scratch, which wants its own step size) < the method's ``dataset_defaults``
-for that dataset (settings its reference uses there, e.g. OrthoHash's margin on CIFAR-10)
-< ``frozen_train_defaults`` of the method when ``frozen_backbone`` is on < the user's
-values: a config file's (``hashbench run --config``, see :mod:`hashbench.experiment`) <
-the command line's (flags and ``--set``). The CLI drops options the user did not give, so
-only given values override. Keys that are not fields of :class:`RunConfig` are the method's
-hyperparameters and must be declared in its ``params``; both are validated here, once,
-before any run starts. :func:`resolve_with_sources` also says which of these layers set
-each value (``hashbench config show`` prints it); an error about a value from a file names
-the file and the table it was written in.
+Each field of :class:`RunConfig` carries its :class:`~hashbench.method.Param` (default, type,
+limits, help) and says whether it is a runtime key (it changes nothing about the trained
+model, so the fingerprint leaves it out) and which command-line option sets it besides
+``--set``. A method's hyperparameters are Params too, so config keys and hyperparameters form
+one key space: ``--set``, an experiment file's top level and its ``[method.NAME]`` tables all
+take any of them, and :func:`resolve_with_sources` checks every value with its Param.
+
+A run's values come from layers, lowest first (``hashbench config show`` names the layer of
+every value):
+
+1. ``runner default``: the field's default;
+2. ``method recipe``: the method's ``train_defaults`` (its reference recipe);
+3. ``dataset``: the dataset's model (backbone, weights, image size);
+4. ``method recipe for <pattern>``: the method's ``dataset_defaults`` matching the dataset;
+5. ``frozen recipe``: the method's ``frozen_train_defaults``, when ``frozen_backbone`` is on;
+6. ``file``: an experiment file (``hashbench run --config``; :mod:`hashbench.experiment`);
+7. ``command line``: options and ``--set``.
 """
 
 from __future__ import annotations
@@ -21,35 +26,36 @@ import difflib
 import fnmatch
 import hashlib
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hashbench.data.images import AUGMENTATIONS
 from hashbench.results import run_dir
-from hashbench.validation import (
-    HashbenchError,
-    check_bits,
-    check_choice,
-    check_int,
-    check_positive_float,
-)
+from hashbench.validation import MAX_BITS, MIN_BITS, HashbenchError, Param, choice, flag, integer, real, text
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("none", "step", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
-
-#: Keys that change nothing about the trained model or its numbers; they are left out of
-#: the fingerprint that guards a checkpoint against resuming under another config.
-RUNTIME_KEYS = ("device", "num_workers", "keep_checkpoint", "keep_model", "data_root", "progress", "download",
-                "tag", "eval_every", "tensorboard")
 #: The tag of a validation run (``validation > 0``) given none: its numbers are never test numbers.
 VALIDATION_TAG = "validation"
+#: What a tag may hold (it names a folder).
+TAG = Param(None, str, nullable=True, pattern=r"[A-Za-z0-9._-]+", what="letters, digits, '.', '_' or '-'",
+            help="a variant grid's name: its runs are stored and reported apart (<method>+<tag>/ folders)")
 
-#: Keys of the grid, set with their own options rather than ``--set``.
+#: The run keys set by the grid's own options rather than ``--set``.
 GRID_OPTIONS = {"method": "--methods", "dataset": "--datasets", "bits": "--bits", "seed": "--seeds"}
+BITS = integer(None, MIN_BITS, MAX_BITS, help="code length")
+SEED = integer(0, 0, help="training seed")
+#: Keys a dataset may set: the model it is read with. Training settings belong to methods and users.
+DATASET_KEYS = ("backbone", "weights", "weights_path", "image_size")
+
+
+def setting(param: Param, *, runtime: bool = False, option: str | None = None) -> Any:
+    """A :class:`RunConfig` field declared by its Param. ``runtime``: a key that changes nothing
+    about the trained model or its numbers (left out of the fingerprint); ``option``: the
+    command-line flag that sets it besides ``--set`` (``--a/--b`` for a flag pair)."""
+    return field(default=param.default, metadata={"param": param, "runtime": runtime, "option": option})
 
 
 @dataclass
@@ -60,53 +66,56 @@ class RunConfig:
     dataset: str
     bits: int
     seed: int = 0
-    # A name for a variant grid (e.g. "equal-head"): its runs are stored and reported apart.
-    tag: str | None = None
+    tag: str | None = setting(TAG, runtime=True)
     # data and protocol
-    data_root: str | None = None
-    split_seed: int = 0
-    topk: int | None = None  # None: the protocol's K
-    # Hold out this many training items (seeded by split_seed) as validation queries, searched
-    # against the database without them; the test queries are not touched. Recipe lengths
-    # and other choices are made on these numbers, never on the test queries.
-    validation: int = 0
-    skip_corrupt: bool = False  # list files: leave out (and count) unreadable images instead of failing
-    download: bool = False  # CIFAR-10: fetch torchvision's files into <data root>/cifar10 when missing
+    data_root: str | None = setting(text(None, nullable=True, help="where the datasets live (default: ./data)"),
+                                    runtime=True, option="--data-root")
+    split_seed: int = setting(integer(0, 0, help="seed of the query / train / database split"))
+    topk: int | None = setting(integer(None, 1, nullable=True, help="mAP cut-off K; none: the protocol's"))
+    validation: int = setting(integer(0, 0, help="hold out this many training items (drawn with split_seed) as the "
+                                                 "queries, searched against the database without them; the test "
+                                                 "queries are never encoded"))
+    skip_corrupt: bool = setting(flag(False, help="list files: leave out (and count) unreadable images"))
+    download: bool = setting(flag(False, help="CIFAR-10: fetch torchvision's files into <data root>/cifar10"),
+                             runtime=True)
     # model
-    backbone: str = "resnet50"
-    weights: str | None = "DEFAULT"  # torchvision weights name; None: random init
-    weights_path: str | None = None  # a local state dict instead
-    image_size: int | None = None  # None: the size the weights were trained at
-    frozen_backbone: bool = False
-    augment: str = "flip"  # train-time augmentation (hashbench.data.images.AUGMENTATIONS)
+    backbone: str = setting(text("resnet50", help="backbone name (hashbench list backbones)"), option="--backbone")
+    weights: str | None = setting(text("DEFAULT", nullable=True, help="torchvision weights name; none: random init"))
+    weights_path: str | None = setting(text(None, nullable=True, help="a local state dict for the backbone instead "
+                                                                      "of torchvision's pretrained weights"),
+                                       option="--weights")
+    image_size: int | None = setting(integer(None, 8, 1024, nullable=True,
+                                             help="input side in pixels; none: the weights' own"))
+    frozen_backbone: bool = setting(flag(False, help="train only the hash head(s) on cached backbone features"),
+                                    option="--frozen-backbone/--fine-tune")
+    augment: str = setting(choice("flip", AUGMENTATIONS, help="train-time augmentation"))
     # Cached features are centred and scaled with the training split's statistics: linear
     # heads on raw post-ReLU features (large common offset) train badly, DPSH diverges.
-    standardize_features: bool = True
+    standardize_features: bool = setting(flag(True, help="standardise cached features with the training split's "
+                                                         "statistics"))
     # optimisation
-    optimizer: str = "adam"
-    lr: float = 1e-4
-    backbone_lr_mult: float = 1.0
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    nesterov: bool = False
-    batch_size: int = 64
-    epochs: int = 50
-    scheduler: str = "none"
-    lr_step: int = 0  # epochs between decays for scheduler=step
-    lr_gamma: float = 0.1
-    # runtime (not part of the fingerprint)
-    device: str = "auto"
-    num_workers: int = 2
-    keep_checkpoint: bool = False
-    # Keep the trained hash function of a finished run as model.pt (hashbench.deploy.model).
-    keep_model: bool = True
-    progress: bool = True
-    # Write per-step loss terms, per-epoch lr and throughput and the final metrics to <run>/tb/
-    # (needs the tensorboard package); the record's history stays what the report reads.
-    tensorboard: bool = False
-    # Every N epochs record the validation mAP in the history (needs validation > 0): one
-    # run gives the whole curve, and epoch E of it equals a run of E epochs (same schedule).
-    eval_every: int = 0
+    optimizer: str = setting(choice("adam", OPTIMIZERS))
+    lr: float = setting(real(1e-4, 0.0, open_low=True, help="learning rate of the hash head(s)"), option="--lr")
+    backbone_lr_mult: float = setting(real(1.0, 0.0, help="the backbone's lr as a multiple of lr (0: frozen)"))
+    weight_decay: float = setting(real(0.0, 0.0))
+    momentum: float = setting(real(0.9, 0.0, help="SGD's momentum"))
+    nesterov: bool = setting(flag(False, help="SGD's Nesterov momentum"))
+    batch_size: int = setting(integer(64, 2, 1 << 16), option="--batch-size")
+    epochs: int = setting(integer(50, 1, 100_000), option="--epochs")
+    scheduler: str = setting(choice("none", SCHEDULERS))
+    lr_step: int = setting(integer(0, 0, help="epochs between decays for scheduler=step"))
+    lr_gamma: float = setting(real(0.1, 0.0, open_low=True, help="decay factor of scheduler=step"))
+    # runtime
+    device: str = setting(choice("auto", DEVICES), runtime=True, option="--device")
+    num_workers: int = setting(integer(2, 0, 64, help="DataLoader workers decoding image files"), runtime=True)
+    keep_checkpoint: bool = setting(flag(False, help="keep the last epoch's checkpoint of a finished run"),
+                                    runtime=True)
+    keep_model: bool = setting(flag(True, help="keep the trained hash function as model.pt"), runtime=True)
+    progress: bool = setting(flag(True, help="show progress per run"), runtime=True,
+                             option="--progress/--no-progress")
+    tensorboard: bool = setting(flag(False, help="write loss terms, lr and throughput to <run>/tb/"), runtime=True)
+    eval_every: int = setting(integer(0, 0, help="with validation > 0: record the validation mAP every N epochs"),
+                              runtime=True)
     # the method's own hyperparameters
     hparams: dict[str, Any] = field(default_factory=dict)
 
@@ -115,34 +124,14 @@ class RunConfig:
             self.tag = VALIDATION_TAG
 
     def validate(self) -> RunConfig:
-        check_bits(self.bits)
-        check_int("seed", self.seed, 0)
-        check_int("split_seed", self.split_seed, 0)
-        check_int("validation", self.validation, 0)
-        check_int("eval_every", self.eval_every, 0)
+        """The rules between keys (each key's own limits are its Param's, checked on resolution)."""
+        BITS.check("bits", self.bits)
+        SEED.check("seed", self.seed)
         if self.eval_every and not self.validation:
             raise HashbenchError("eval_every needs validation > 0 (held-out training items): a per-epoch mAP on "
                                  "the test queries invites choosing the epoch on them")
-        if self.topk is not None:
-            check_int("topk", self.topk, 1)
-        if self.tag is not None and (not isinstance(self.tag, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", self.tag)):
-            raise HashbenchError(f"tag must be letters, digits, '.', '_' or '-'; got {self.tag!r}")
-        check_choice("augment", self.augment, AUGMENTATIONS)
-        if self.image_size is not None:
-            check_int("image_size", self.image_size, 8, 1024)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_positive_float("lr", self.lr)
-        check_positive_float("backbone_lr_mult", self.backbone_lr_mult, allow_zero=True)
-        check_positive_float("weight_decay", self.weight_decay, allow_zero=True)
-        check_positive_float("momentum", self.momentum, allow_zero=True)
-        check_int("batch_size", self.batch_size, 2, 1 << 16)
-        check_int("epochs", self.epochs, 1, 100_000)
-        check_choice("scheduler", self.scheduler, SCHEDULERS)
-        if self.scheduler == "step":
-            check_int("lr_step", self.lr_step, 1)
-        check_positive_float("lr_gamma", self.lr_gamma)
-        check_choice("device", self.device, DEVICES)
-        check_int("num_workers", self.num_workers, 0, 64)
+        if self.scheduler == "step" and self.lr_step < 1:
+            raise HashbenchError(f"lr_step must be an integer >= 1 with scheduler=step; got {self.lr_step}")
         return self
 
     def as_dict(self) -> dict[str, Any]:
@@ -157,6 +146,16 @@ class RunConfig:
         return config_fingerprint(self.as_dict())
 
 
+#: Every config key (the grid's and ``hparams`` aside) and its Param.
+CONFIG_PARAMS: dict[str, Param] = {f.name: f.metadata["param"] for f in dataclasses.fields(RunConfig)
+                                   if "param" in f.metadata}
+CONFIG_KEYS = tuple(CONFIG_PARAMS)
+#: Keys that change nothing about the trained model or its numbers; left out of the fingerprint
+#: that guards a checkpoint or a finished record against another config.
+RUNTIME_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata.get("runtime"))
+#: Config keys with a command-line option of their own: key -> option (``--a/--b`` for a flag pair).
+CONFIG_OPTIONS = {f.name: f.metadata["option"] for f in dataclasses.fields(RunConfig) if f.metadata.get("option")}
+
 #: Keys added after records of schema 2 were published, with the value under which they
 #: change nothing: left out of the fingerprint at that value, so older records still match.
 NEUTRAL_VALUES = {"validation": 0}
@@ -169,52 +168,15 @@ def config_fingerprint(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("method", "dataset", "bits", "seed",
-                                                                                     "hparams"))
-
-
-def parse_value(text: str) -> Any:
-    """``--set`` values: none/null, true/false, int, float, else the string itself."""
-    lowered = text.strip().lower()
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--set key=value`` items as a dict of texts (each read by its key's Param on resolution)."""
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise HashbenchError(f"--set takes key=value; got {item!r}")
-        out[key.strip()] = parse_value(value)
+        out[key.strip()] = value
     return out
-
-
-def coerce_value(key: str, value: Any, like: Any) -> Any:
-    """Give a user value the type of the default it replaces (ints for float keys, etc.)."""
-    if value is None or like is None:
-        return value
-    if isinstance(like, bool):
-        if not isinstance(value, bool):
-            raise HashbenchError(f"{key} must be true or false; got {value!r}")
-        return value
-    if isinstance(like, int) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(like, (int, float)) and not isinstance(value, (int, float)):
-        raise HashbenchError(f"{key} must be a number; got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise HashbenchError(f"{key} must be finite; got {value!r}")
-    return value
 
 
 def method_layers(method_cls: Any, dataset: str) -> list[tuple[str, dict[str, Any]]]:
@@ -226,7 +188,7 @@ def method_layers(method_cls: Any, dataset: str) -> list[tuple[str, dict[str, An
 
 def unknown_key_message(key: str, method: str, hparams: list[str]) -> str:
     if key in GRID_OPTIONS:
-        return f"{key} is a grid option: use {GRID_OPTIONS[key]} instead of --set {key}=..."
+        return f"{key} is a grid option: use {GRID_OPTIONS[key]} (or {key}s = [...] in a file) instead"
     close = difflib.get_close_matches(key, [*CONFIG_KEYS, *hparams], n=2, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     return (f"unknown config key {key!r} for method {method}{hint} (config keys: {', '.join(sorted(CONFIG_KEYS))}; "
@@ -241,8 +203,8 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Provenance labels of the layers below the user's, lowest first (``hashbench config show``).
-RUNNER_DEFAULT, METHOD_DEFAULT, METHOD_RECIPE, DATASET, FROZEN_RECIPE = (
-    "runner default", "method default", "method recipe", "dataset", "frozen recipe")
+RUNNER_DEFAULT, METHOD_RECIPE, DATASET, FROZEN_RECIPE = "runner default", "method recipe", "dataset", "frozen recipe"
+COMMAND_LINE = "command line"
 
 
 @dataclass(frozen=True)
@@ -257,99 +219,86 @@ class Layer:
     tables: dict[str, str] = field(default_factory=dict)
 
     def source(self, key: str) -> str:
-        """Where ``key``'s value came from, e.g. ``file [grid main] [set]``."""
+        """Where ``key``'s value came from, e.g. ``file [grid main]``."""
         return " ".join(filter(None, [self.name, self.tables.get(key)]))
 
-    def locate(self, key: str, message: str) -> str:
-        """``message`` about ``key``, prefixed with the file and table (unchanged if not from a file)."""
+    def locate(self, message: str, key: str) -> HashbenchError:
+        """An error ``message`` about ``key``, prefixed with the file and table it was written in."""
         if self.file is None:
-            return message
+            return HashbenchError(message)
         table = self.tables.get(key) or ""
         method, sep, rest = message.partition(": ")
         if sep and table.endswith(f"[method.{method}]"):  # "[method.mlh] mlh: alpha ..." would say mlh twice
             message = rest
-        return f"{self.file}: {table + ' ' if table else ''}{message}"
+        return HashbenchError(f"{self.file}: {table + ' ' if table else ''}{message}")
 
 
 def resolve_config(**arguments: Any) -> RunConfig:
-    """Merge defaults and user values into a validated :class:`RunConfig` (config keys and
-    the method's hyperparameters both checked, with one-line errors); the keyword arguments
-    of :func:`resolve_with_sources`, without the sources."""
+    """:func:`resolve_with_sources` without the sources."""
     return resolve_with_sources(**arguments)[0]
 
 
-def resolve_with_sources(
-    *,
-    method: str,
-    method_cls: Any,
-    dataset: str,
-    dataset_defaults: dict[str, Any],
-    bits: int,
-    seed: int,
-    overrides: dict[str, Any],
-    file: Layer | None = None,
-) -> tuple[RunConfig, dict[str, str]]:
-    """:func:`resolve_config`, and for every config key and ``hparams.<name>`` the label of
-    the layer that set its value. ``file`` (a config file's values) sits below ``overrides``
-    (the command line's)."""
-    base = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed)
-    values = {k: getattr(base, k) for k in CONFIG_KEYS}
+def resolve_with_sources(*, method: str, method_cls: Any, dataset: str, dataset_defaults: dict[str, Any], bits: int,
+                         seed: int, overrides: dict[str, Any], file: Layer | None = None
+                         ) -> tuple[RunConfig, dict[str, str]]:
+    """A run's validated :class:`RunConfig` from its layers (see the module docstring), and for
+    every config key and ``hparams.<name>`` the label of the layer that set it. ``file`` is an
+    experiment file's values for this method, ``overrides`` the command line's. Every value is
+    checked by its Param as it is merged; an error names the key (and the method, for a
+    hyperparameter) and, for a file's value, the file and table."""
+    if set(dataset_defaults) - set(DATASET_KEYS):
+        raise HashbenchError(f"dataset {dataset} may set only {', '.join(DATASET_KEYS)} (training settings are the "
+                             f"method's and the user's); it sets {', '.join(sorted(dataset_defaults))}")
+    values = {key: param.default for key, param in CONFIG_PARAMS.items()}
     hparams = dict(method_cls.defaults)
     sources = {**dict.fromkeys(values, RUNNER_DEFAULT),
-               **dict.fromkeys((f"hparams.{k}" for k in hparams), METHOD_DEFAULT)}
-    users = [layer for layer in (file, Layer("command line", dict(overrides))) if layer is not None]
-    owner = {key: layer for layer in users for key in layer.values}
-    if "backbone" in owner and not {"weights", "weights_path"} & set(owner):
-        # a dataset's default weights belong to its default backbone
-        layer = owner["backbone"]
-        users[users.index(layer)] = dataclasses.replace(
-            layer, values={**layer.values, "weights": "DEFAULT"},
-            tables={**layer.tables, **({"weights": layer.tables["backbone"]} if "backbone" in layer.tables else {})})
+               **{f"hparams.{key}": f"{RUNNER_DEFAULT} (method)" for key in hparams}}
+    users = [layer for layer in (file, Layer(COMMAND_LINE, dict(overrides))) if layer is not None]
+    for_dataset = method_layers(method_cls, dataset)
     layers = [Layer(METHOD_RECIPE, method_cls.train_defaults), Layer(DATASET, dataset_defaults),
-              *[Layer(f"{METHOD_RECIPE} for {pattern}", values)
-                for pattern, values in method_layers(method_cls, dataset)]]
-    frozen, frozen_layer = False, None
-    for layer in [*layers, *users]:
-        if "frozen_backbone" in layer.values:
-            frozen, frozen_layer = layer.values["frozen_backbone"], layer
+              *[Layer(f"{METHOD_RECIPE} for {pattern}", recipe) for pattern, recipe in for_dataset]]
+    frozen_owner = next((layer for layer in reversed([*layers, *users]) if "frozen_backbone" in layer.values), None)
+    frozen = bool(frozen_owner and frozen_owner.values["frozen_backbone"])
     if method_cls.closed_form and not frozen:
-        message = (f"{method} is fitted in closed form on fixed features and cannot fine-tune a backbone; "
-                   "drop --fine-tune (or frozen_backbone=false)")
-        raise HashbenchError(frozen_layer.locate("frozen_backbone", message) if frozen_layer else message)
+        raise (frozen_owner or Layer(RUNNER_DEFAULT, {})).locate(
+            f"{method} is fitted in closed form on fixed features and cannot fine-tune a backbone; drop --fine-tune "
+            "(or frozen_backbone=false)", "frozen_backbone")
     if frozen:
         layers.append(Layer(FROZEN_RECIPE, method_cls.frozen_train_defaults))
     for layer in [*layers, *users]:
         for key, value in layer.values.items():
-            if key in values:
-                try:
-                    values[key] = coerce_value(key, value, getattr(base, key))
-                except HashbenchError as err:
-                    raise HashbenchError(layer.locate(key, str(err))) from None
-                sources[key] = layer.source(key)
-            elif key in hparams:
-                hparams[key] = value
-                sources[f"hparams.{key}"] = layer.source(key)
+            if key in CONFIG_PARAMS:
+                name, param, target, label = key, CONFIG_PARAMS[key], values, key
+            elif key in method_cls.params:
+                name, param, target, label = f"{method}: {key}", method_cls.params[key], hparams, f"hparams.{key}"
             else:
-                raise HashbenchError(layer.locate(key, unknown_key_message(key, method, list(hparams))))
+                raise layer.locate(unknown_key_message(key, method, list(method_cls.params)), key)
+            try:
+                target[key] = param.check(name, param.from_text(value) if layer.name == COMMAND_LINE else value)
+            except HashbenchError as err:
+                raise layer.locate(str(err), key) from None
+            sources[label] = layer.source(key)
+    _weights_follow_the_backbone(values, sources, users)
+    config = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values)
     try:
-        hparams = method_cls.check_params(hparams)
-        config = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()
+        config.validate()
     except HashbenchError as err:
-        if file is None:
-            raise
-        raise HashbenchError(_locate(str(err), method, users)) from None
+        owner = {key: layer for layer in users for key in layer.values}
+        key = next((k for k in sorted(owner, key=len, reverse=True) if str(err).startswith(f"{k} ")), None)
+        raise (owner[key].locate(str(err), key) if key else err) from None
     if sources["tag"] == RUNNER_DEFAULT and config.tag == VALIDATION_TAG:
         sources["tag"] = f"{RUNNER_DEFAULT} (validation > 0)"
     return config, sources
 
 
-def _locate(message: str, method: str, users: list[Layer]) -> str:
-    """A validation error prefixed with the file and table of the value it is about, when a
-    file gave that value last. Messages start with the key (``"<key> must be ..."``, or
-    ``"<method>: <key> must be ..."`` for a hyperparameter; see :mod:`hashbench.validation`)."""
-    lead = message.removeprefix(f"{method}: ")
-    owner = {key: layer for layer in users for key in layer.values}
-    for key in sorted(owner, key=len, reverse=True):  # "lr_step" before "lr"
-        if lead.startswith(f"{key} "):
-            return owner[key].locate(key, message)
-    return message
+def _weights_follow_the_backbone(values: dict[str, Any], sources: dict[str, str], users: list[Layer]) -> None:
+    """The one rule between backbone and weights: a local weights file replaces pretrained
+    weights, and a backbone the user chose without naming weights gets its own default weights
+    (the dataset's default weights belong to the dataset's default backbone)."""
+    chosen = {key for layer in users for key in layer.values}
+    if values["weights_path"] is not None:
+        values["weights"] = None
+        sources["weights"] = f"{sources['weights_path']} (weights_path)"
+    elif "backbone" in chosen and not {"weights", "weights_path"} & chosen:
+        values["weights"] = "DEFAULT"
+        sources["weights"] = f"{sources['backbone']} (backbone's default weights)"

@@ -29,16 +29,17 @@ evaluation and records.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import nn
 
 from hashbench.registry import METHODS
-from hashbench.validation import HashbenchError
+from hashbench.validation import HashbenchError, Param, choice, flag, integer, real, text
+
+__all__ = ["FAMILIES", "HashMethod", "Param", "choice", "create_method", "family_key", "flag", "integer", "real",
+           "register_method", "text"]
 
 #: Keywords every method's ``__init__`` takes from the runner (not hyperparameters).
 RUNNER_KEYWORDS = ("feature_dim", "bits", "num_classes", "num_train", "seed")
@@ -55,98 +56,6 @@ FAMILIES = ("pairwise", "center", "classification", "mutual", "shallow", "unsupe
 def family_key(family: str) -> tuple[int, str]:
     """Sort key of a family: its place in :data:`FAMILIES`, unknown families last by name."""
     return (FAMILIES.index(family) if family in FAMILIES else len(FAMILIES) - 1, family)
-
-
-@dataclass(frozen=True)
-class Param:
-    """One setting: its default and its constraints, as data (scikit-learn style). Method
-    hyperparameters and the run configuration's keys are both declared this way.
-
-    ``kind`` is ``float``, ``int``, ``bool`` or ``str``; numbers may be bounded by ``low``
-    / ``high`` (``open_low`` excludes ``low``); strings may be limited to ``choices``;
-    ``nullable`` admits None (meaning "derive it", as the help says).
-    """
-
-    default: Any
-    kind: type = float
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    choices: tuple[Any, ...] | None = None
-    nullable: bool = False
-    help: str = ""
-
-    def describe(self) -> str:
-        """The constraint in words, as error messages and docs print it."""
-        if self.choices is not None:
-            text = "one of " + ", ".join(map(str, self.choices))
-        elif self.kind is bool:
-            text = "true or false"
-        elif self.kind is str:
-            text = "a string"
-        else:
-            text = "an integer" if self.kind is int else "a finite number"
-            if self.low is not None:
-                text += f" {'>' if self.open_low else '>='} {self.low:g}"
-            if self.high is not None:
-                text += f"{' and' if self.low is not None else ''} <= {self.high:g}"
-        return text + (" or none" if self.nullable else "")
-
-    def check(self, name: str, value: Any) -> Any:
-        """``value`` coerced to ``kind`` (an int for a float key, an integral float for an int
-        key), or a one-line HashbenchError ``"<name> must be <constraint>; got <value>"``.
-        Strings are never numbers: ``"64"`` for an integer key is refused."""
-        if value is None and self.nullable:
-            return None
-        bad = HashbenchError(f"{name} must be {self.describe()}; got {value!r}")
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise bad
-            return value
-        if self.kind is str:
-            if not isinstance(value, str) or (self.choices is not None and value not in self.choices):
-                raise bad
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise bad
-        if self.kind is int:
-            if float(value) != int(value):
-                raise bad
-            value = int(value)
-        else:
-            value = float(value)
-        if self.low is not None and (value < self.low or (self.open_low and value == self.low)):
-            raise bad
-        if self.high is not None and value > self.high:
-            raise bad
-        return value
-
-
-def real(default: float | None, low: float | None = None, high: float | None = None, *, open_low: bool = False,
-         nullable: bool = False, help: str = "") -> Param:
-    """A float setting, optionally bounded."""
-    return Param(default, float, low, high, open_low=open_low, nullable=nullable, help=help)
-
-
-def integer(default: int | None, low: int | None = None, high: int | None = None, *, nullable: bool = False,
-            help: str = "") -> Param:
-    """An integer setting, optionally bounded."""
-    return Param(default, int, low, high, nullable=nullable, help=help)
-
-
-def choice(default: str | None, choices: tuple[str, ...], *, nullable: bool = False, help: str = "") -> Param:
-    """A string setting limited to ``choices``."""
-    return Param(default, str, choices=choices, nullable=nullable, help=help)
-
-
-def text(default: str | None, *, nullable: bool = False, help: str = "") -> Param:
-    """A free string setting (a name, a path)."""
-    return Param(default, str, nullable=nullable, help=help)
-
-
-def flag(default: bool, *, help: str = "") -> Param:
-    """A true/false setting."""
-    return Param(default, bool, help=help)
 
 
 class HashMethod(nn.Module):

@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hashbench.analysis.figures import write_figures
-from hashbench.analysis.retrieval_examples import write_retrieval_figures
 from hashbench.analysis.tables import (
     FLOOR_QUERIES,
     TIE_RULES,
@@ -24,10 +22,30 @@ from hashbench.analysis.tables import (
     to_latex,
     to_markdown,
 )
+from hashbench.config import BITS
 from hashbench.eval import mean_average_precision
 from hashbench.results import iter_records, load_codes, records_frame, slug
 from hashbench.storage import atomic_write
-from hashbench.validation import HashbenchError, check_choice
+from hashbench.validation import HashbenchError, Items, Param, check_choice, choice, flag, integer, text
+
+#: The options of ``hashbench report``, and the keys of an experiment file's ``[report]`` table.
+REPORT_OPTIONS: dict[str, Param | Items] = {
+    "results": text("results", help="the results folder"),
+    "out": text("reports", help="the report folder"),
+    "datasets": Items(text(None), help="only these datasets"),
+    "bits": Items(BITS, help="only these code lengths"),
+    "tsne_bits": integer(None, BITS.low, BITS.high, nullable=True,
+                         help="code length of the t-SNE plots (none: the longest)"),
+    "tsne_methods": Items(text(None), may_be_empty=True,
+                          help="t-SNE plots for these methods only ('none': no plot; default: all); each takes "
+                               "seconds of CPU"),
+    "notes": text(None, nullable=True, help="a Markdown file whose text opens the report page"),
+    "ties": choice("expected", tuple(TIE_RULES),
+                   help="mAP in the tables with ties at equal Hamming distance as the expectation over random "
+                        "orders (independent of database order) or broken by database index"),
+    "baseline": text(None, nullable=True, help="add a table of every method's mAP gain over this one (e.g. itq)"),
+    "figures": flag(True, help="draw the figures (PR, P@N, code distances, training curves, t-SNE)"),
+}
 
 
 def _write(path: Path, text: str) -> Path:
@@ -170,6 +188,9 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
         tables += write(untagged, stem="ablation", title=f"Ablation of {', '.join(families)} (mAP)", methods=methods)
     for tag in sorted(records["tag"].dropna().unique()):
         tables += write(records[records["tag"] == tag], stem=f"map-{tag}", title=f"mAP by Hamming ranking, tag `{tag}`")
+    from hashbench.analysis.figures import write_figures
+    from hashbench.analysis.retrieval_examples import write_retrieval_figures
+
     drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits,
                           tsne_methods=tsne_methods) if figures else []
     retrievals, missing_images = write_retrieval_figures(untagged, raw, out) if figures else ([], [])
