@@ -22,6 +22,7 @@ from hashbench.config import (
     config_fingerprint,
     parse_assignments,
 )
+from hashbench.data.check import screen_for_run
 from hashbench.data.datasets import PATTERNS
 from hashbench.data.standard import LIST_PRESETS
 from hashbench.deploy.export import FORMATS
@@ -35,6 +36,7 @@ from hashbench.method import family_key
 from hashbench.models.backbones import build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
 from hashbench.results import read_record
+from hashbench.storage import refuse_to_replace
 from hashbench.validation import HashbenchError, check_bits, check_int
 
 
@@ -111,7 +113,8 @@ def dataset_setup(defaults: dict[str, Any]) -> str:
 
 def data_key(config: RunConfig) -> tuple[Any, ...]:
     """What decides how a dataset is loaded (runs that agree on it share one load)."""
-    return config.dataset, config.data_root, config.split_seed, config.skip_corrupt, config.download
+    return (config.dataset, config.data_root, config.split_seed, config.skip_corrupt, config.download,
+            config.allow_outside_root)
 
 
 def describe_setup(config: RunConfig) -> str:
@@ -261,14 +264,21 @@ def run_command(config_file: str | None, grid_names: str | None, methods: str | 
         if config.batch_size % ranks.size:
             raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; "
                                  f"got {config.batch_size}")
-    # Load every dataset (labels and split only): missing data fails before any run.
+    # Load every dataset (labels and split only): missing data fails before any run, and so
+    # does data no run means anything on; what is only suspect is printed once per dataset.
     loaded: dict[tuple[Any, ...], Any] = {}
+    screened: set[tuple[Any, ...]] = set()  # (data key, supervised): a supervised method needs training labels
     for config in jobs:
         key = data_key(config)
+        method = METHODS.get(config.method)
         if key not in loaded:
             loaded[key] = load_run_dataset(config)
-        METHODS.get(config.method).check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
-                                               params=config.hparams)
+            for warning in loaded[key].warnings:
+                echo(f"warning: {loaded[key].name}: {warning}", err=True)
+        elif (*key, method.supervised) not in screened:
+            screen_for_run(loaded[key], supervised=method.supervised)
+        screened.add((*key, method.supervised))
+        method.check_setup(bits=config.bits, num_classes=loaded[key].num_classes, params=config.hparams)
     root = Path(results_root)
     if not force:
         for config in jobs:
@@ -400,30 +410,33 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="torchscript", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @user_errors
-def export_command(run_dir: str, fmt: str, out: str) -> None:
+def export_command(run_dir: str, fmt: str, out: str, force: bool) -> None:
     """Export a finished run's hash function: image batch (uint8 (N, 3, H, W), or float in [0, 1]
     for TorchScript) -> packed codes (uint8 (N, ceil(bits / 8)), numpy.packbits order), transform inside."""
     from hashbench.deploy.export import export_run
 
-    click.echo(str(export_run(Path(run_dir), fmt, Path(out))))
+    click.echo(str(export_run(Path(run_dir), fmt, Path(out), force=force)))
 
 
 @main.command("index")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="The index file (default: RUN_DIR/index.npz).")
+@click.option("--force", is_flag=True, help="Replace the index file if it exists.")
 @user_errors
-def index_command(run_dir: str, out: str | None) -> None:
+def index_command(run_dir: str, out: str | None, force: bool) -> None:
     """Write a run's database codes as a binary index file (packed codes; FAISS-ready bytes)."""
     from hashbench.deploy.index import INDEX
     from hashbench.deploy.model import artifact_path
     from hashbench.results import load_codes, save_arrays
 
     folder = Path(run_dir)
+    path = Path(out) if out else folder / INDEX
+    refuse_to_replace(path, force)
     artifact_path(folder)  # a finished run with its model: the index is useless without it
     codes = load_codes(folder)["database_codes"]
-    path = Path(out) if out else folder / INDEX
     save_arrays(path, codes=codes)
     click.echo(f"{path}: {len(codes)} codes of {codes.shape[1]} bits")
 
@@ -491,13 +504,18 @@ def data_prepare_command(preset: str, raw: str, out: str, classes: str | None, *
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Split seed of seeded protocols.")
 @click.option("--decode/--no-decode", default=True, show_default=True,
               help="Decode every image (finds truncated files) or only check that each exists.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Accept list-file image paths that are absolute or lead out of the list folder (as "
+                   "--set allow_outside_root=true does for a run).")
 @user_errors
-def data_check_command(dataset: str, data_root: str | None, split_seed: int, decode: bool) -> None:
+def data_check_command(dataset: str, data_root: str | None, split_seed: int, decode: bool,
+                       allow_outside_root: bool) -> None:
     """Print a dataset's sizes against its protocol, bad images and lines, label statistics,
     query/database overlap and list digests; exit non-zero on any problem."""
     from hashbench.data.check import check_dataset
 
-    report = check_dataset(dataset, Path(data_root) if data_root else None, split_seed=split_seed, decode=decode)
+    report = check_dataset(dataset, Path(data_root) if data_root else None, split_seed=split_seed, decode=decode,
+                           allow_outside_root=allow_outside_root)
     click.echo(report.text())
     if report.problems:
         raise HashbenchError(report.summary())

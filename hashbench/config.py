@@ -72,6 +72,8 @@ class RunConfig:
     validation: int = 0
     skip_corrupt: bool = False  # list files: leave out (and count) unreadable images instead of failing
     download: bool = False  # CIFAR-10: fetch torchvision's files into <data root>/cifar10 when missing
+    # list files: accept image paths that are absolute or climb out of the list folder with ".."
+    allow_outside_root: bool = False
     # model
     backbone: str = "resnet50"
     weights: str | None = "DEFAULT"  # torchvision weights name; None: random init
@@ -159,7 +161,7 @@ class RunConfig:
 
 #: Keys added after records of schema 2 were published, with the value under which they
 #: change nothing: left out of the fingerprint at that value, so older records still match.
-NEUTRAL_VALUES = {"validation": 0}
+NEUTRAL_VALUES = {"validation": 0, "allow_outside_root": False}
 
 
 def config_fingerprint(values: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ command line override the file. The schema::
     methods = ["mlh", "csq"]
 
     [report]                      # the options of `hashbench report` (results: the top level's by default)
-    out = "reports/cifar10"
+    out = "reports/cifar10"       # out and notes: inside the working directory (elsewhere: --out, --notes)
     baseline = "itq"
 
 Within a grid, options < ``[set]`` < ``[method.NAME]``; the file as a whole sits above every
@@ -83,6 +83,9 @@ COMMAND_OPTIONS = {"results": str, "launcher": str, "partition": str, "gpus_per_
 #: The ``[report]`` table: the options of ``hashbench report``.
 REPORT_OPTIONS = {"results": str, "out": str, "datasets": list, "bits": list, "tsne_bits": int, "tsne_methods": list,
                   "notes": str, "ties": str, "baseline": str, "figures": bool}
+#: ``[report]`` paths the report writes into (out) or copies onto its page (notes): a file from
+#: elsewhere must not reach outside the working directory; the command line may.
+CONFINED_REPORT_PATHS = ("out", "notes")
 #: Each option type: what it must be, and the test a TOML value passes (an int is a float; a bool is no int).
 _KINDS = {bool: ("true or false", lambda v: isinstance(v, bool)),
           int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
@@ -383,6 +386,8 @@ def _parse_report(value: Any, file: str) -> dict[str, Any]:
                 out[key] = _names(key, item)
             else:
                 out[key] = _typed(key, item, kind)
+                if key in CONFINED_REPORT_PATHS:
+                    _inside_working_directory(key, item)
                 if key == "ties":
                     check_choice("ties", item, ("expected", "index"))
                 if key == "tsne_bits":
@@ -390,6 +395,15 @@ def _parse_report(value: Any, file: str) -> dict[str, Any]:
         except HashbenchError as err:
             raise _error(file, "[report]", str(err)) from None
     return out
+
+
+def _inside_working_directory(key: str, value: str) -> None:
+    """A relative path that stays inside the working directory (what it is resolved against),
+    symbolic links followed; else a one-line error that says to give it on the command line."""
+    here = Path.cwd().resolve()
+    if Path(value).is_absolute() or not (here / value).resolve().is_relative_to(here):
+        raise HashbenchError(f"{key} {value!r} leads outside the working directory {here}; give it on the command "
+                             f"line as --{key} instead")
 
 
 @dataclass(frozen=True)
