@@ -195,7 +195,7 @@ def run_command(config_file: str | None, grid_names: str | None, assignments: tu
     options = {key: run_option(key, line, experiment) for key in RUN_OPTIONS}
     root = Path(options["results"])
     jobs = [run.config for run in distinct_runs(runs, root)]
-    loaded = preflight(jobs, root, force=force, ranks=ranks)
+    loaded = preflight(jobs, root, force=force, ranks=ranks, warn=lambda line: echo(line, err=True))
     for setup in dict.fromkeys(describe_setup(c) for c in jobs):
         echo(setup)
     failures = []
@@ -312,30 +312,34 @@ def report_command(config_file: str | None, **given: Any) -> None:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="torchscript", show_default=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
 @user_errors
-def export_command(run_dir: str, fmt: str, out: str) -> None:
+def export_command(run_dir: str, fmt: str, out: str, force: bool) -> None:
     """Export a finished run's hash function: image batch (uint8 (N, 3, H, W), or float in [0, 1]
     for TorchScript) -> packed codes (uint8 (N, ceil(bits / 8)), numpy.packbits order), transform inside."""
     from hashbench.deploy.export import export_run
 
-    click.echo(str(export_run(Path(run_dir), fmt, Path(out))))
+    click.echo(str(export_run(Path(run_dir), fmt, Path(out), force=force)))
 
 
 @main.command("index")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="The index file (default: RUN_DIR/index.npz).")
+@click.option("--force", is_flag=True, help="Replace the index file if it exists.")
 @user_errors
-def index_command(run_dir: str, out: str | None) -> None:
+def index_command(run_dir: str, out: str | None, force: bool) -> None:
     """Write a run's database codes as a binary index file (packed codes; FAISS-ready bytes)."""
     from hashbench.deploy.index import INDEX
     from hashbench.deploy.model import artifact_path
     from hashbench.results import load_codes, save_arrays
+    from hashbench.storage import refuse_to_replace
 
     folder = Path(run_dir)
+    path = Path(out) if out else folder / INDEX
+    refuse_to_replace(path, force)
     artifact_path(folder)  # a finished run with its model: the index is useless without it
     codes = load_codes(folder)["database_codes"]
-    path = Path(out) if out else folder / INDEX
     save_arrays(path, codes=codes)
     click.echo(f"{path}: {len(codes)} codes of {codes.shape[1]} bits")
 
@@ -403,13 +407,18 @@ def data_prepare_command(preset: str, raw: str, out: str, classes: str | None, *
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Split seed of seeded protocols.")
 @click.option("--decode/--no-decode", default=True, show_default=True,
               help="Decode every image (finds truncated files) or only check that each exists.")
+@click.option("--allow-outside-root", is_flag=True,
+              help="Accept list-file image paths that are absolute or lead out of the list folder (as "
+                   "--set allow_outside_root=true does for a run).")
 @user_errors
-def data_check_command(dataset: str, data_root: str | None, split_seed: int, decode: bool) -> None:
+def data_check_command(dataset: str, data_root: str | None, split_seed: int, decode: bool,
+                       allow_outside_root: bool) -> None:
     """Print a dataset's sizes against its protocol, bad images and lines, label statistics,
     query/database overlap and list digests; exit non-zero on any problem."""
     from hashbench.data.check import check_dataset
 
-    report = check_dataset(dataset, Path(data_root) if data_root else None, split_seed=split_seed, decode=decode)
+    report = check_dataset(dataset, Path(data_root) if data_root else None, split_seed=split_seed, decode=decode,
+                           allow_outside_root=allow_outside_root)
     click.echo(report.text())
     if report.problems:
         raise HashbenchError(report.summary())

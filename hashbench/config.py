@@ -78,6 +78,8 @@ class RunConfig:
     skip_corrupt: bool = setting(flag(False, help="list files: leave out (and count) unreadable images"))
     download: bool = setting(flag(False, help="CIFAR-10: fetch torchvision's files into <data root>/cifar10"),
                              runtime=True)
+    allow_outside_root: bool = setting(flag(False, help="list files: accept image paths that are absolute or climb "
+                                                        "out of the list folder with '..'"))
     # model
     backbone: str = setting(text("resnet50", help="backbone name (hashbench list backbones)"), option="--backbone")
     weights: str | None = setting(text("DEFAULT", nullable=True, help="torchvision weights name; none: random init"))
@@ -158,7 +160,7 @@ CONFIG_OPTIONS = {f.name: f.metadata["option"] for f in dataclasses.fields(RunCo
 
 #: Keys added after records of schema 2 were published, with the value under which they
 #: change nothing: left out of the fingerprint at that value, so older records still match.
-NEUTRAL_VALUES = {"validation": 0}
+NEUTRAL_VALUES = {"validation": 0, "allow_outside_root": False}
 
 
 def config_fingerprint(values: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ space (``_`` for ``-``)::
     methods = ["mlh", "csq"]
 
     [report]                       # the options of `hashbench report`
-    out = "reports/cifar10"
+    out = "reports/cifar10"        # out and notes: inside the working directory (elsewhere: --out, --notes)
 
 Within a grid, its keys override the top level's and ``[method.NAME]`` overrides both; the
 file as a whole sits above every recipe and below the command line (:mod:`hashbench.config`).
@@ -247,6 +247,20 @@ def load_experiment(path: Path, schema: Schema, report_options: dict[str, Param 
                       report=_parse_report(data.get("report", {}), file, report_options))
 
 
+#: ``[report]`` paths the report writes into (out) or copies onto its page (notes): a file from
+#: elsewhere must not reach outside the working directory; the command line may.
+CONFINED_REPORT_PATHS = ("out", "notes")
+
+
+def _inside_working_directory(key: str, value: str) -> None:
+    """A relative path that stays inside the working directory (what it is resolved against),
+    symbolic links followed; else a one-line error that says to give it on the command line."""
+    here = Path.cwd().resolve()
+    if Path(value).is_absolute() or not (here / value).resolve().is_relative_to(here):
+        raise HashbenchError(f"{key} {value!r} leads outside the working directory {here}; give it on the command "
+                             f"line as --{key} instead")
+
+
 def _parse_report(value: Any, file: str, options: dict[str, Param | Items]) -> dict[str, Any]:
     """``[report]``: the options of ``hashbench report``, checked as the command line's are."""
     out: dict[str, Any] = {}
@@ -262,6 +276,8 @@ def _parse_report(value: Any, file: str, options: dict[str, Param | Items]) -> d
                 hint = f"; did you mean {close[0]}?" if close else ""
                 raise HashbenchError(f"unknown key {key!r}{hint} (keys: {', '.join(sorted(options))})")
             out[key] = spec.parse(key, item) if isinstance(spec, Items) else spec.check(key, item)
+            if key in CONFINED_REPORT_PATHS and out[key] is not None:
+                _inside_working_directory(key, out[key])
         except HashbenchError as err:
             raise _error(file, "[report]", str(err)) from None
     return out

@@ -1,5 +1,6 @@
 """Atomic file writes (a crash at any moment leaves the old file or the new one, never a
-torn one), an exclusive lock between processes, and file digests."""
+torn one), no replacing of a file unless asked, an exclusive lock between processes, and
+file digests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from hashbench.validation import HashbenchError
 
 
 @contextlib.contextmanager
@@ -43,6 +46,13 @@ def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def refuse_to_replace(path: Path, force: bool) -> None:
+    """Replace an existing file only when asked (``--force``): a file the user keeps under
+    that name would be lost without a word."""
+    if path.exists() and not force:
+        raise HashbenchError(f"{path} exists; --force replaces it")
 
 
 @functools.lru_cache(maxsize=64)

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_data_prepare import make_coco_release
+from test_listfile import make_list_dataset
 
-from hashbench.data.check import check_dataset
+from hashbench.data import load_dataset
+from hashbench.data.check import check_dataset, dataset_problems, screen_for_run
 from hashbench.data.prepare import prepare
 from hashbench.data.sources import read_list_file
+from hashbench.validation import HashbenchError
 
 
 @pytest.fixture
@@ -120,3 +123,47 @@ def test_image_folder_check_finds_an_unreadable_file(tmp_path):
     (tmp_path / "test" / "dog" / "0.png").write_bytes(b"not an image")
     bad = check_dataset(f"imagefolder:{tmp_path}")
     assert [p.kind for p in bad.problems] == ["unreadable image"] and "test/dog/0.png" in bad.problems[0].where
+
+
+def test_a_role_without_any_label_is_a_problem_and_unlabelled_items_are_named(tmp_path, cli):
+    make_list_dataset(tmp_path, {"train": [[0, 0]] * 3, "test": [[1, 0], [0, 0]], "database": [[1, 0], [0, 1]]})
+    result = cli("data", "check", f"listfile:{tmp_path}", "--no-decode")
+    assert result.exit_code != 0
+    assert f"{tmp_path / 'train.txt'}: none of the 3 training items has a label" in result.output
+    assert f"{tmp_path / 'test.txt'}:2: no label" in result.output  # no protocol: named all the same
+    assert "1 unlabelled image, 1 no training labels" in result.output.splitlines()[-1]
+
+
+def test_a_path_outside_the_folder_is_a_problem_unless_allowed(tmp_path, cli):
+    folder = make_list_dataset(tmp_path / "d", {"train": [[1, 0], [0, 1]], "test": [[1, 0]], "database": [[0, 1]]})
+    (tmp_path / "x.png").write_bytes((folder / "img" / "train_0.png").read_bytes())
+    with (folder / "database.txt").open("a") as handle:
+        handle.write(f"{tmp_path / 'x.png'} 1 0\n")
+    result = cli("data", "check", f"listfile:{folder}")
+    assert result.exit_code != 0
+    assert f"{folder / 'database.txt'}:2: image path '{tmp_path / 'x.png'}' leads outside {folder}" in result.output
+    assert "1 path outside root" in result.output.splitlines()[-1]
+    allowed = cli("data", "check", f"listfile:{folder}", "--allow-outside-root")
+    assert allowed.exit_code == 0, allowed.output
+    assert f"1 images outside {folder} (--allow-outside-root)" in allowed.output
+
+
+def test_run_screens_a_dataset_as_data_check_does(tmp_path):
+    """One set of checks: what data check counts as problems, run refuses or warns about."""
+    make_list_dataset(tmp_path, {"train": [[0, 0]] * 3, "test": [[1, 0], [0, 1]], "database": [[1, 0], [0, 1]]})
+    with (tmp_path / "database.txt").open("a") as handle:
+        handle.write("img/test_0.png 1 0\nimg/database_0.png 1 0\n")
+    data = load_dataset(f"listfile:{tmp_path}")
+    assert {p.kind for p in dataset_problems(data)} == {p.kind for p in check_dataset(f"listfile:{tmp_path}").problems}
+    with pytest.raises(HashbenchError, match="none of the 3 training items has a label"):
+        screen_for_run(data, supervised=True)
+    database = tmp_path / "database.txt"
+    assert screen_for_run(data, supervised=False) == [
+        f"{tmp_path / 'test.txt'}:1: query {tmp_path / 'img/test_0.png'} is also in the database ({database}:3)",
+        f"{database}:4: {tmp_path / 'img/database_0.png'} is listed twice in database (first at {database}:1)",
+        f"{tmp_path / 'train.txt'}: none of the 3 training items has a label: a supervised method has nothing to "
+        "learn from"]
+    (tmp_path / "test.txt").write_text("img/test_0.png 0 0\nimg/test_1.png 0 0\n")
+    with pytest.raises(HashbenchError, match=r"test\.txt: none of the 2 query items has a label: no query has "
+                                             "a relevant item"):
+        screen_for_run(load_dataset(f"listfile:{tmp_path}"), supervised=False)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
+from hashbench.analysis.tables import markdown_text
 from hashbench.config import RunConfig
 from hashbench.results import load_codes
 
@@ -49,8 +50,9 @@ out = "{out}"
 
 
 @pytest.mark.slow
-def test_a_config_file_and_the_same_flags_give_identical_records(cli, tmp_path):
-    config = write(tmp_path / "grid.toml", GRID.format(results=tmp_path / "file", out=tmp_path / "report"))
+def test_a_config_file_and_the_same_flags_give_identical_records(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # [report] out is inside the working directory
+    config = write(tmp_path / "grid.toml", GRID.format(results=tmp_path / "file", out="report"))
     assert cli("run", "--config", config, "--no-progress").exit_code == 0
     flags = cli("run", "--methods", "csq,dpsh", "--bits", "16", "--epochs", "2", "--set", "lr=0.002",
                 "--set", "center_weight=2", "--results", tmp_path / "flags", "--no-progress")
@@ -68,7 +70,7 @@ def test_a_config_file_and_the_same_flags_give_identical_records(cli, tmp_path):
     report = cli("report", "--config", config)  # [report]: out, no figures; results: the top level's
     assert report.exit_code == 0, report.output
     digest = hashlib.sha256(config.read_bytes()).hexdigest()[:12]
-    named = f"{config} (sha256 {digest})"  # outside a git work tree the path is the one given
+    named = markdown_text(f"{config} (sha256 {digest})")  # outside a git work tree the path is the one given
     assert named in (tmp_path / "report" / "README.md").read_text()
     assert f"- config: {named}" in (tmp_path / "report" / "map.md").read_text()
     assert f"% config: {named}" in (tmp_path / "report" / "map.tex").read_text()
@@ -290,3 +292,24 @@ def test_tensorboard_curves_are_written_and_readable(cli, tmp_path):
                 "--results", tmp_path, "--no-progress", "--force")
     assert rerun.exit_code == 0, rerun.output
     assert len(list((folder / "history").glob("*/tb"))) == 1  # archived with the old record
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ('out = "../elsewhere"', "out"),
+    ('out = "{outside}"', "out"),
+    ('out = "escape/r"', "out"),  # escape -> .. through a symbolic link
+    ('notes = "../secret.md"', "notes"),
+])
+def test_report_paths_in_a_file_stay_inside_the_working_directory(cli, tmp_path, monkeypatch, table, key):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "escape").symlink_to(tmp_path)
+    (tmp_path / "secret.md").write_text("not for the page")
+    monkeypatch.chdir(work)
+    config = write(work / "x.toml", f"methods = [\"csq\"]\n\n[report]\n{table.format(outside=tmp_path / 'r')}\n")
+    result = cli("report", "--config", config)
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
+    assert f"{config}: [report] {key} " in result.output
+    assert f"leads outside the working directory {work.resolve()}; give it on the command line as --{key}" in \
+        result.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "elsewhere").exists()

@@ -89,7 +89,8 @@ def test_loaded_model_reproduces_database_codes(runs: Path, method: str) -> None
 def test_torchscript_export_reproduces_database_codes(runs: Path, method: str, tmp_path: Path) -> None:
     folder = run_folder(runs, method)
     out = tmp_path / f"{method}.pt"
-    invoke("export", folder, "--format", "torchscript", "--out", out)
+    out.write_bytes(b"an older export")
+    invoke("export", folder, "--format", "torchscript", "--out", out, "--force")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         module = torch.jit.load(str(out))
@@ -145,3 +146,16 @@ def test_frozen_pretrained_backbone_is_kept_by_name_not_copied(runs: Path) -> No
     assert read_record(folder)["artifacts"]["model"]["bytes"] < fine_tuned / 2
     pixels, packed = database_pixels(folder)
     assert np.array_equal(encode_in_batches(load_model(folder), pixels), packed)
+
+
+def test_export_never_replaces_a_file_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "kept.pt"
+    out.write_bytes(b"the user's file")
+    (tmp_path / "run").mkdir()
+    from click.testing import CliRunner
+
+    from hashbench.cli import main
+
+    result = CliRunner().invoke(main, ["export", str(tmp_path / "run"), "--out", str(out)])
+    assert result.exit_code == 1 and result.output.strip() == f"Error: {out} exists; --force replaces it"
+    assert out.read_bytes() == b"the user's file"

@@ -110,3 +110,38 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):
         raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temp file left behind
+
+
+def test_a_list_set_without_labels_is_refused_before_any_run(cli, tmp_path):
+    data = write_list_dataset(tmp_path / "data", corrupt=False)
+    (data / "test.txt").write_text("".join(f"img/{i}.jpg 0 0 0\n" for i in range(30, 40)))
+    args = ["run", "--methods", "csq", "--bits", "16", "--datasets", f"listfile:{data}", "--results", tmp_path / "r"]
+    result = cli(*args)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert f"{data / 'test.txt'}: none of the 10 query items has a label" in result.output
+    (data / "test.txt").write_text("".join(f"img/{i}.jpg 1 0 0\n" for i in range(30, 40)))
+    (data / "train.txt").write_text("".join(f"img/{i}.jpg 0 0 0\n" for i in range(30)))
+    result = cli(*args)
+    assert result.exit_code == 1 and "none of the 30 training items has a label" in result.output
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_duplicates_and_overlap_are_warned_once_and_recorded(cli, tmp_path):
+    data = write_list_dataset(tmp_path / "data", corrupt=False)
+    database = (data / "database.txt").read_text()
+    (data / "database.txt").write_text(database + "img/30.jpg 1 0 0\nimg/45.jpg 1 0 0\nimg/45.jpg 1 0 0\n")
+    result = cli("run", "--methods", "csq,dpsh", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
+                 "--backbone", "small_cnn", "--set", "weights=none", "--batch-size", "8", "--set", "num_workers=0",
+                 "--results", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    where = data / "database.txt"
+    assert warnings == [
+        f"warning: listfile:{data}: {data / 'test.txt'}:1: query {data / 'img/30.jpg'} is also in the database "
+        f"({where}:21)",
+        f"warning: listfile:{data}: {where}: 2 duplicate lines; first {where}:22: {data / 'img/45.jpg'} is listed "
+        f"twice in database (first at {where}:6)"]
+    for method in ("csq", "dpsh"):
+        record = json.loads((tmp_path / "r").glob(f"**/{method}/16/seed0/result.json").__next__().read_text())
+        assert record["protocol"]["warnings"] == [line.split(": ", 2)[2] for line in warnings]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from hashbench.analysis.tables import markdown_code
 from hashbench.eval import evaluate
 from hashbench.results import iter_records, records_frame, run_dir, save_codes, write_record
 
@@ -423,3 +424,33 @@ def test_a_record_archived_while_records_are_listed_is_skipped(tmp_path, monkeyp
 
     monkeypatch.setattr(Path, "glob", listing_then_archive)
     assert [record["seed"] for _, record in iter_records(tmp_path)] == [1]
+
+
+def test_record_text_is_escaped_in_markdown_and_latex(cli, tmp_path):
+    """A dataset name or failure reason from a record cannot add a table column, run a script
+    or break out of a line, in .md or .tex."""
+    root, out = tmp_path / "results", tmp_path / "report"
+    dataset = "listfile:/d|x <script>_#$%{}"
+    for method in ("csq", "mlh"):
+        fake_run(root, method, 16, 0, quality=0.1, dataset=dataset)
+    write_record(run_dir(root, dataset, "dpsh", 16, 0), {
+        "method": "dpsh", "dataset": dataset, "bits": 16, "seed": 0, "status": "failed", "timing": {},
+        "reason": "a | b <img src=x onerror=alert(1)>\n# not a heading [link](javascript:x)"})
+    result = cli("report", "--results", root, "--out", out, "--no-figures")
+    assert result.exit_code == 0, result.output
+    table, page = (out / "map.md").read_text(), (out / "README.md").read_text()
+    for text in (table, page):
+        assert "<script>" not in text and "<img" not in text and not re.search(r"(?<!\\)\[link", text)
+        assert "\n# not a heading" not in text
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert {len(re.split(r"(?<!\\)\|", line)) for line in rows} == {4}  # Method and one column, no more
+    shown = r"listfile:/d\|x &lt;script&gt;\_#\$%{}"
+    assert f"| {shown} 16 bits |" in table and f"- {shown}: relevant" in page
+    assert r"- dpsh toy" not in page and r"a \| b &lt;img src=x onerror=alert(1)&gt; # not a heading \[link\]" in page
+    assert r"\multicolumn{1}{c}{listfile:/d|x <script>\_\#\$\%\{\}}" in (out / "map.tex").read_text()
+
+
+def test_markdown_code_spans_hold_any_backticks():
+    assert markdown_code("hashbench report") == "`hashbench report`"
+    assert markdown_code("a`b``c") == "```a`b``c```" and markdown_code("`x") == "`` `x ``"
+    assert markdown_code("two\nlines") == "`two lines`"

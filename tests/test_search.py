@@ -107,7 +107,8 @@ def test_search_backends_agree_on_a_run(run: Path) -> None:
 @pytest.mark.slow
 def test_index_file_holds_database_codes(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "db.index"
-    invoke("index", run, "--out", out)
+    out.write_bytes(b"an older index")
+    invoke("index", run, "--out", out, "--force")
     assert np.array_equal(load_arrays(out)["codes"], load_codes(run)["database_codes"])
 
 
@@ -153,3 +154,12 @@ def test_report_draws_retrieval_examples_or_says_why_not(run: Path, tmp_path: Pa
     page = (tmp_path / "report2" / "README.md").read_text()
     assert not any("retrieval" in p.name for p in written)
     assert "digits, 16 bits: no retrieval examples, the images are not available" in page
+
+
+def test_index_never_replaces_a_file_without_force(tmp_path: Path) -> None:
+    out = tmp_path / "kept.index"
+    out.write_bytes(b"the user's file")
+    (tmp_path / "run").mkdir()
+    result = CliRunner().invoke(main, ["index", str(tmp_path / "run"), "--out", str(out)])
+    assert result.exit_code == 1 and result.output.strip() == f"Error: {out} exists; --force replaces it"
+    assert out.read_bytes() == b"the user's file"

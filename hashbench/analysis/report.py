@@ -18,6 +18,8 @@ from hashbench.analysis.tables import (
     gain_markdown,
     long_form,
     map_table,
+    markdown_code,
+    markdown_text,
     relevance_rule,
     to_latex,
     to_markdown,
@@ -105,7 +107,7 @@ def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str, *, tie
     stem = slug(stem)
     table = map_table(records, methods or family_order(records), ties, floors=floors, multi_label=multi_label)
     if config:  # a table copied out of the report still says which file reproduces it
-        table.captions.append(f"config: {config}")
+        table.captions.append(f"config: {markdown_text(config)}")
     frame = long_form(records if methods is None else records[records["method"].isin(methods)], floors)
     csv_path = out / f"{stem}.csv"
     with atomic_write(csv_path) as handle:
@@ -181,33 +183,38 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
             raise HashbenchError(f"--baseline {baseline} has no untagged runs under {results_root}")
         gain = map_table(untagged, family_order(untagged), ties, multi_label=multi_label)
         tables.append(_write(out / slug(f"gain-over-{baseline}.md"),
-                             gain_markdown(gain, baseline, f"Gain over {baseline} (mAP points)", config=config)))
+                             gain_markdown(gain, baseline, f"Gain over {markdown_text(baseline)} (mAP points)",
+                                           config=config)))
     families = ablation_families(untagged)
     if families:
         methods = list(dict.fromkeys(m for base, variants in families.items() for m in (base, *variants)))
-        tables += write(untagged, stem="ablation", title=f"Ablation of {', '.join(families)} (mAP)", methods=methods)
+        tables += write(untagged, stem="ablation", title=f"Ablation of {markdown_text(', '.join(families))} (mAP)",
+                        methods=methods)
     for tag in sorted(records["tag"].dropna().unique()):
-        tables += write(records[records["tag"] == tag], stem=f"map-{tag}", title=f"mAP by Hamming ranking, tag `{tag}`")
+        tables += write(records[records["tag"] == tag], stem=f"map-{tag}",
+                        title=f"mAP by Hamming ranking, tag {markdown_code(tag)}")
     from hashbench.analysis.figures import write_figures
     from hashbench.analysis.retrieval_examples import write_retrieval_figures
 
     drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits,
                           tsne_methods=tsne_methods) if figures else []
     retrievals, missing_images = write_retrieval_figures(untagged, raw, out) if figures else ([], [])
-    sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by `{command}` "
-                f"from {len(records)} run records in `{results_root}` "
+    sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by {markdown_code(command)} "
+                f"from {len(records)} run records in {markdown_code(results_root)} "
                 f"({(records['status'] == 'done').sum()} finished).\n",
-                *([f"Configured by the experiment file {config}: `hashbench run --config` with it reruns its "
-                   "grids, `hashbench config show --config` prints every run's config.\n"] if config else []),
+                *([f"Configured by the experiment file {markdown_text(config)}: `hashbench run --config` with "
+                   "it reruns its grids, `hashbench config show --config` prints every run's config.\n"]
+                  if config else []),
                 "What counts as relevant, in every table and figure below:\n",
-                *[f"- {dataset}: {relevance_rule(flag)}" for dataset, flag in multi_label.items()], ""]
+                *[f"- {markdown_text(dataset)}: {relevance_rule(flag)}" for dataset, flag in multi_label.items()], ""]
     if notes:
         sections.append(notes.strip() + "\n")
     unfinished = records[records["status"] != "done"]
     if not unfinished.empty:
         sections.append("## Unfinished runs\n")
-        sections += [f"- {r.method}{f' [{r.tag}]' if isinstance(r.tag, str) else ''} {r.dataset} {r.bits} bits "
-                     f"seed {r.seed}: {r.status}{': ' + r.reason if isinstance(r.reason, str) else ''}"
+        sections += ["- " + markdown_text(f"{r.method}{f' [{r.tag}]' if isinstance(r.tag, str) else ''} {r.dataset} "
+                                          f"{r.bits} bits seed {r.seed}: {r.status}"
+                                          f"{': ' + r.reason if isinstance(r.reason, str) else ''}")
                      for r in unfinished.itertuples()]
         sections.append("")
     for path in tables:
@@ -221,6 +228,6 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     if retrievals or missing_images:
         sections.append("## Retrieval examples\n\nFixed queries (seeded) and their top-10 database images for the best "
                         "method and MLH; green: relevant, red: not; d: Hamming distance.\n")
-        sections += [f"- {line}" for line in missing_images] + ([""] if missing_images else [])
+        sections += [f"- {markdown_text(line)}" for line in missing_images] + ([""] if missing_images else [])
     sections += embedded(retrievals)
     return [*tables, *drawn, *retrievals, _write(out / "README.md", "\n".join(sections))]

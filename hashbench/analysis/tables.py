@@ -12,10 +12,15 @@ high (0.8 is possible), and a method's number means little without it. The floor
 italic row "random codes" in ``.md``/``.tex``, never bold or underlined and not ranked; in the
 long-form CSV it is one row per column with method :data:`RANDOM_CODES`, an empty seed and
 metric ``map_expected@K``, so that a pivot of the CSV gives back the whole table.
+
+Text from records (dataset names, paths, failure reasons) reaches ``.md`` files only through
+:func:`markdown_text` or :func:`markdown_code`, and ``.tex`` files through :func:`latex_text`:
+a ``|`` in a dataset's name must not add a column, nor ``<script>`` run in a viewer.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +33,35 @@ LONG_COLUMNS = ["method", "dataset", "bits", "seed", "metric", "value"]
 RANDOM_CODES = "random-codes"
 #: Queries (a seeded sample) the floor is computed on: enough for a stable mean, cheap on any database.
 FLOOR_QUERIES = 500
+
+
+def markdown_text(text: object) -> str:
+    """``text`` shown literally in Markdown, on one line: HTML's ``& < >`` as entities, every
+    character Markdown acts on inline (emphasis, code, links, table cells, math) escaped; a
+    ``_`` inside a word (``small_cnn``) acts on nothing and stays as it is."""
+    flat = " ".join(str(text).splitlines())
+    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    flat = re.sub(r"([\\`*\[\]|~$])", r"\\\1", flat)
+    return re.sub(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])", r"\\_", flat)
+
+
+def markdown_code(text: object) -> str:
+    """``text`` as a Markdown code span on one line (a command, a folder), fenced with more
+    backticks than any run inside it."""
+    flat = " ".join(str(text).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+#: LaTeX's special characters and what typesets each as itself.
+_LATEX = {"\\": r"\textbackslash{}", "_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "$": r"\$", "{": r"\{",
+          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_text(text: object) -> str:
+    """``text`` typeset literally by LaTeX, on one line."""
+    return "".join(_LATEX.get(ch, ch) for ch in " ".join(str(text).splitlines()))
 
 
 def family_order(records: pd.DataFrame) -> list[str]:
@@ -100,7 +134,7 @@ class MapTable:
     methods: list[str]
     columns: list[tuple[str, int]]  # (dataset, bits)
     cells: dict[tuple[str, str, int], Cell]
-    captions: list[str]
+    captions: list[str]  # Markdown (record text in them through markdown_text); .tex has them as comments
     floors: Floors = field(default_factory=dict)  # the columns' random-code floors, where known
 
 
@@ -151,7 +185,8 @@ def map_table(records: pd.DataFrame, methods: list[str] | None = None, ties: str
                                                                            strict=True)})
         flag = (multi_label or {}).get(dataset)
         rule = f"; {relevance_rule(flag)}" if flag is not None else ""
-        captions.append(f"{dataset}: mAP@{'/'.join(map(str, ks)) or '?'}{rule}; backbone {', '.join(backbones) or '?'}")
+        captions.append(f"{markdown_text(dataset)}: mAP@{'/'.join(map(str, ks)) or '?'}{rule}; backbone "
+                        f"{markdown_text(', '.join(backbones)) or '?'}")
     floors = {column: floor for column, floor in (floors or {}).items() if column in columns}
     if floors:
         captions.append(f"random codes (not ranked): mAP@K of seeded random +/-1 codes, ties expected over orders, on "
@@ -176,13 +211,14 @@ def _cell_text(cell: Cell, style: str) -> str:
 
 
 def to_markdown(table: MapTable, title: str) -> str:
-    header = ["Method", *[f"{d} {b} bits" for d, b in table.columns]]
+    """The table as Markdown under ``title`` (Markdown: record text in it escaped by the caller)."""
+    header = ["Method", *[f"{markdown_text(d)} {b} bits" for d, b in table.columns]]
     lines = [f"# {title}", "", *[f"- {c}" for c in table.captions],
              "- cells: mean ± std over seeds (number of seeds); best per column in bold, second underlined", "",
              "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
     for method in table.methods:
         cells = [_cell_text(table.cells[(method, d, b)], "md") for d, b in table.columns]
-        lines.append("| " + " | ".join([method, *cells]) + " |")
+        lines.append("| " + " | ".join([markdown_text(method), *cells]) + " |")
     if table.floors:
         floors = [f"*{table.floors[c].value:.4f}*" if c in table.floors else "—" for c in table.columns]
         lines.append("| " + " | ".join(["*random codes*", *floors]) + " |")
@@ -193,10 +229,10 @@ def gain_markdown(table: MapTable, baseline: str, title: str, *, config: str | N
     """Each method's mean mAP minus ``baseline``'s in the same column, in points (x100), so a
     reader sees at once how much a method adds over, say, ITQ on the same features; ``config``:
     the experiment file the runs came from."""
-    header = ["Method", *[f"{d} {b} bits" for d, b in table.columns]]
-    lines = [f"# {title}", "", f"- mean mAP of the method minus mean mAP of `{baseline}` in the same column, in "
-             "points (x100); the tie rule and relevance are those of the main table",
-             *([f"- config: {config}"] if config else []), "",
+    header = ["Method", *[f"{markdown_text(d)} {b} bits" for d, b in table.columns]]
+    lines = [f"# {title}", "", f"- mean mAP of the method minus mean mAP of {markdown_code(baseline)} in the same "
+             "column, in points (x100); the tie rule and relevance are those of the main table",
+             *([f"- config: {markdown_text(config)}"] if config else []), "",
              "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + [":---:"] * len(table.columns)) + "|"]
     for method in table.methods:
         if method == baseline:
@@ -206,12 +242,8 @@ def gain_markdown(table: MapTable, baseline: str, title: str, *, config: str | N
             own, base = table.cells.get((method, dataset, bits)), table.cells.get((baseline, dataset, bits))
             known = own is not None and base is not None and own.mean is not None and base.mean is not None
             cells.append(f"{100 * (own.mean - base.mean):+.1f}" if known else "—")
-        lines.append("| " + " | ".join([method, *cells]) + " |")
+        lines.append("| " + " | ".join([markdown_text(method), *cells]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _tex_escape(text: str) -> str:
-    return text.replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%")
 
 
 def to_latex(table: MapTable, title: str) -> str:
@@ -222,7 +254,7 @@ def to_latex(table: MapTable, title: str) -> str:
         *[r"% " + c for c in table.captions],
         r"\begin{tabular}{l" + "c" * len(table.columns) + "}",
         r"\toprule",
-        "Method & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{_tex_escape(ds)}}}"
+        "Method & " + " & ".join(rf"\multicolumn{{{n}}}{{c}}{{{latex_text(ds)}}}"
                                    for ds, n in zip(datasets, spans, strict=True)) + r" \\",
     ]
     start = 2
@@ -235,7 +267,7 @@ def to_latex(table: MapTable, title: str) -> str:
     lines.append(r"\midrule")
     for method in table.methods:
         cells = [_cell_text(table.cells[(method, d, b)], "tex") for d, b in table.columns]
-        lines.append(" & ".join([_tex_escape(method), *cells]) + r" \\")
+        lines.append(" & ".join([latex_text(method), *cells]) + r" \\")
     if table.floors:
         floors = [rf"\textit{{{table.floors[c].value:.4f}}}" if c in table.floors else "--" for c in table.columns]
         lines += [r"\midrule", " & ".join([r"\textit{random codes}", *floors]) + r" \\"]

@@ -8,12 +8,27 @@ queries and database (none in every standard protocol), where the training image
 the digests of the lists. List files are read with the loader's own parser in its collecting
 mode, so a single run names every bad line as ``file:line`` instead of stopping at the first;
 other datasets are loaded exactly as ``hashbench run`` loads them.
+
+``hashbench run`` checks every dataset it loads with the same functions
+(:func:`screen_for_run`): what makes its numbers meaningless stops it, the rest it prints and
+keeps in the record (``protocol.warnings``); ``data check`` counts all of it as problems.
+
+* No item of a role has a label: for the queries or the database an error (no query has a
+  relevant item, so the mAP is 0 whatever the codes); for the training items an error for a
+  supervised method (nothing to learn from) and a warning for a label-free one.
+* Some items without a label: a warning (such a query scores 0; such a database item is
+  relevant to no query).
+* The same image twice in one list: a warning (it counts twice in training or in the ranking).
+* The same image both a query and a database item: a warning, loud, as the query finds itself
+  at distance 0 and every method's mAP rises; no standard protocol has one, but a custom
+  retrieval set may mean it, and the comparison between methods on it stays fair.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,18 +37,18 @@ from typing import Any
 
 import numpy as np
 
-from hashbench.data.datasets import default_data_root, get_dataset, list_folder, load_dataset
+from hashbench.data.datasets import HashingDataset, default_data_root, get_dataset, list_folder, load_dataset
 from hashbench.data.images import FileImages, decode_rgb
-from hashbench.data.prepare import MANIFEST
-from hashbench.data.sources import LIST_FILES, read_list_file
+from hashbench.data.sources import LIST_FILES, MANIFEST, read_list_file, release_folder
 from hashbench.data.standard import LIST_PRESETS, PROTOCOLS, Protocol
 from hashbench.storage import file_sha256
 from hashbench.validation import HashbenchError
 
 ROLES = ("train", "query", "database")
 #: Problem kinds, in the order a report lists them: lines first, then the dataset as a whole.
-KINDS = ("malformed line", "missing image", "unreadable image", "query/database overlap", "duplicate line",
-         "unlabelled image", "train/database conflict", "wrong size", "wrong class count", "changed list")
+KINDS = ("malformed line", "path outside root", "missing image", "unreadable image", "query/database overlap",
+         "duplicate line", "unlabelled image", "no labels", "no training labels", "train/database conflict",
+         "wrong size", "wrong class count", "changed list")
 
 
 @dataclass(frozen=True)
@@ -85,19 +100,63 @@ class _Items:
     keys: list[Any]
     labels: np.ndarray
     where: list[str]
+    source: str  # the list file, or the role's name
 
 
 def check_dataset(name: str, data_root: Path | None = None, *, split_seed: int = 0, decode: bool = True,
-                  workers: int | None = None) -> CheckReport:
+                  workers: int | None = None, allow_outside_root: bool = False) -> CheckReport:
     """Check ``name`` (any dataset name hashbench reads) under ``data_root``. ``decode`` decodes
-    every image (finds truncated files), else images are only required to exist."""
+    every image (finds truncated files), else images are only required to exist;
+    ``allow_outside_root`` accepts list-file image paths that lead outside the list folder."""
     _, folder = get_dataset(name)
     root = folder or data_root or default_data_root()
     protocol = PROTOCOLS.get(name)
     if name in LIST_PRESETS or name.startswith("listfile:"):
         folder = list_folder(name, root) if name in LIST_PRESETS else root
-        return _check_lists(name, folder, protocol, decode, workers)
+        return _check_lists(name, folder, protocol, decode, workers, allow_outside_root)
     return _check_loaded(name, root, split_seed, protocol, decode, workers)
+
+
+def dataset_problems(data: HashingDataset) -> list[Problem]:
+    """The label and item checks of ``hashbench data check`` on a loaded dataset: roles without
+    any label, unlabelled items, an image listed twice in one list, queries that are also
+    database items (see the module docstring)."""
+    roles = _loaded_roles(data)
+    return [*_label_problems(roles, None), *_item_problems(roles)]
+
+
+def screen_for_run(data: HashingDataset, *, supervised: bool) -> list[str]:
+    """Refuse a dataset on which a run would mean nothing (a one-line error), else return the
+    warnings about it: one line per kind of problem and file, with its count and first case."""
+    problems = dataset_problems(data)
+    for problem in problems:
+        if problem.kind == "no labels" or (problem.kind == "no training labels" and supervised):
+            raise HashbenchError(f"{data.name}: {problem}")
+    groups: dict[tuple[str, str], list[Problem]] = {}
+    for problem in sorted(problems, key=lambda p: KINDS.index(p.kind)):
+        groups.setdefault((problem.kind, _file_of(problem.where)), []).append(problem)
+    return [str(found[0]) if len(found) == 1 else f"{file}: {len(found):,} {kind}s; first {found[0]}"
+            for (kind, file), found in groups.items()]
+
+
+def _file_of(where: str) -> str:
+    """The file (or role) of a problem's place: ``file:line`` or ``role[i]`` without the line or index."""
+    return re.sub(r"(:\d+|\[\d+\])$", "", where)
+
+
+def _loaded_roles(data: HashingDataset) -> dict[str, _Items]:
+    """Each role's items of a loaded dataset: by image file and ``file:line`` for list files,
+    else by index and ``role[i]``."""
+    labels = data.labels.numpy()
+    roles = {}
+    for role, idx in zip(ROLES, (data.split.train, data.split.query, data.split.database), strict=True):
+        if data.files is not None and data.origins is not None:
+            where = [data.origins[i] for i in idx]
+            roles[role] = _Items([data.files[i] for i in idx], labels[idx], where,
+                                 _file_of(where[0]) if where else role)
+        else:
+            roles[role] = _Items([int(i) for i in idx], labels[idx], [f"{role}[{i}]" for i in range(len(idx))], role)
+    return roles
 
 
 def _unreadable(paths: list[str], workers: int | None) -> dict[str, str]:
@@ -117,19 +176,25 @@ def _unreadable(paths: list[str], workers: int | None) -> dict[str, str]:
 
 
 def _check_lists(name: str, folder: Path, protocol: Protocol | None, decode: bool,
-                 workers: int | None) -> CheckReport:
+                 workers: int | None, allow_outside_root: bool) -> CheckReport:
     if not folder.is_dir():
         raise HashbenchError(f"data root for {name} not found: {folder}")
     report = CheckReport(name, [f"{name}: list files in {folder}"])
     found: list[tuple[str, str, str]] = []
-    roles, sizes = {}, {}
+    roles, sizes, outside = {}, {}, 0
+    release = release_folder(folder)
     for role, file in LIST_FILES.items():
         before = len(found)
-        listed = read_list_file(folder / file, folder, problems=found)
+        listed = read_list_file(folder / file, folder, problems=found, release=release,
+                                allow_outside_root=allow_outside_root)
         roles[role] = _Items([os.path.normpath(p) for p in listed.paths], listed.labels,
-                             [f"{folder / file}:{n}" for n in listed.lines])
+                             [f"{folder / file}:{n}" for n in listed.lines], str(folder / file))
         sizes[role] = len(listed.paths) + len(found) - before  # every entry, its image there or not
+        outside += listed.outside
     report.problems += [Problem(*item) for item in found]
+    if outside:
+        report.lines.append(f"{outside:,} images outside {folder}" + (f" and {release}" if release else "")
+                            + " (--allow-outside-root)")
     manifest = _read_manifest(folder)
     against = f"the standard {name} protocol ({protocol.source})" if protocol else ""
     if protocol is None and manifest is not None:  # a prepared folder: its recorded counts and classes
@@ -186,9 +251,7 @@ def _check_loaded(name: str, root: Path, split_seed: int, protocol: Protocol | N
                   workers: int | None) -> CheckReport:
     data = load_dataset(name, root, split_seed)
     report = CheckReport(name, [f"{name}: {data.source}"])
-    labels = data.labels.numpy()
-    roles = {role: _Items([int(i) for i in idx], labels[idx], [f"{role}[{i}]" for i in range(len(idx))])
-             for role, idx in zip(ROLES, (data.split.train, data.split.query, data.split.database), strict=True)}
+    roles = _loaded_roles(data)
     against = f"the standard {name} protocol ({protocol.source})" if protocol else ""
     _sizes(report, data.split.sizes(), protocol.sizes() if protocol else None, against, name)
     if not decode:
@@ -242,11 +305,8 @@ def _labels(report: CheckReport, roles: dict[str, _Items], protocol: Protocol | 
     per_image = {role: items.labels.sum(1) for role, items in roles.items()}
     stats = ", ".join(f"{role} {n.mean():.2f} ({n.min():.0f}-{n.max():.0f})" for role, n in per_image.items() if len(n))
     report.lines.append(f"labels: {width} classes; labels per image (mean, range): {stats}")
-    unlabelled = {role: np.flatnonzero(n == 0) for role, n in per_image.items()}
-    report.lines.append("without a label: " + ", ".join(f"{role} {len(i):,}" for role, i in unlabelled.items()))
-    if protocol is not None:  # every standard protocol keeps only labelled images
-        report.problems += [Problem("unlabelled image", roles[role].where[i], "no label (the protocol keeps labelled "
-                                    "images only)") for role, idx in unlabelled.items() for i in idx]
+    report.lines.append("without a label: " + ", ".join(f"{role} {(n == 0).sum():,}" for role, n in per_image.items()))
+    report.problems += _label_problems(roles, protocol)
     names = names if names and len(names) == width else [str(c) for c in range(width)]
     counts = {role: items.labels.sum(0).astype(np.int64) for role, items in roles.items()}
     pad = max((len(n) for n in names), default=0)
@@ -255,23 +315,49 @@ def _labels(report: CheckReport, roles: dict[str, _Items], protocol: Protocol | 
                      for c in range(width)]
 
 
-def _overlap(report: CheckReport, roles: dict[str, _Items], protocol: Protocol | None) -> None:
+def _label_problems(roles: dict[str, _Items], protocol: Protocol | None) -> list[Problem]:
+    """A role none of whose items has a label (one problem), else each item without one."""
+    problems = []
+    for role, items in roles.items():
+        unlabelled = np.flatnonzero(items.labels.sum(1) == 0)
+        count = len(items.keys)
+        if count and len(unlabelled) == count:
+            problems.append(
+                Problem("no training labels", items.source, f"none of the {count:,} training items has a label: a "
+                        "supervised method has nothing to learn from") if role == "train" else
+                Problem("no labels", items.source, f"none of the {count:,} {role} items has a label: no query has a "
+                        "relevant item, so the mAP means nothing"))
+            continue
+        note = " (the protocol keeps labelled images only)" if protocol is not None else ""
+        problems += [Problem("unlabelled image", items.where[i], f"no label{note}") for i in unlabelled]
+    return problems
+
+
+def _item_problems(roles: dict[str, _Items]) -> list[Problem]:
+    """An image listed twice in one role; a query that is also a database item."""
+    problems = []
     for role, items in roles.items():
         first: dict[Any, str] = {}
         for key, where in zip(items.keys, items.where, strict=True):
             if key in first:
-                report.problems.append(Problem("duplicate line", where, f"{key} is listed twice in {role} (first at "
-                                               f"{first[key]})"))
+                problems.append(Problem("duplicate line", where, f"{key} is listed twice in {role} (first at "
+                                        f"{first[key]})"))
             else:
                 first[key] = where
-    database = {key: where for key, where in zip(roles["database"].keys, roles["database"].where, strict=True)}
-    shared = [(key, where) for key, where in zip(roles["query"].keys, roles["query"].where, strict=True)
-              if key in database]
-    report.problems += [Problem("query/database overlap", where, f"query {key} is also in the database "
-                                f"({database[key]})") for key, where in shared]
+    database = dict(zip(roles["database"].keys, roles["database"].where, strict=True))
+    problems += [Problem("query/database overlap", where, f"query {key} is also in the database ({database[key]})")
+                 for key, where in zip(roles["query"].keys, roles["query"].where, strict=True) if key in database]
+    return problems
+
+
+def _overlap(report: CheckReport, roles: dict[str, _Items], protocol: Protocol | None) -> None:
+    problems = _item_problems(roles)
+    report.problems += problems
+    shared = sum(p.kind == "query/database overlap" for p in problems)
+    database = set(roles["database"].keys)
     inside = sum(key in database for key in roles["train"].keys)
     train = len(roles["train"].keys)
-    report.lines.append(f"overlap: query and database share {len(shared):,} items (every protocol: none); "
+    report.lines.append(f"overlap: query and database share {shared:,} items (every protocol: none); "
                         f"{inside:,} of the {train:,} training items are in the database"
                         + (f" (protocol: {'all' if protocol.train_in_database else 'none'})" if protocol else ""))
     if protocol is not None and inside != (train if protocol.train_in_database else 0):

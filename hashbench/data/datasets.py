@@ -34,6 +34,7 @@ from hashbench.data.sources import (
     fingerprint,
     load_torchvision_cifar10,
     read_list_file,
+    release_folder,
     scan_tar,
     scan_tree,
 )
@@ -55,6 +56,12 @@ class HashingDataset:
     split_seed: int
     load_images: Callable[[], ImageStore] = field(repr=False)
     validation: int = 0  # training items held out as the queries (see holdout)
+    # List-file datasets: each item's image file and the "file:line" that lists it, so that
+    # checks (hashbench.data.check.dataset_problems) find an image listed twice or in two roles.
+    files: list[str] | None = field(default=None, repr=False)
+    origins: list[str] | None = field(default=None, repr=False)
+    # What hashbench run found wrong with the data but trained on (one line each); kept in the record.
+    warnings: list[str] = field(default_factory=list)
 
     @cached_property
     def images(self) -> ImageStore:
@@ -94,16 +101,19 @@ class HashingDataset:
             "source": self.source,
             "class_names": self.class_names,
             **({"validation": self.validation} if self.validation else {}),
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
 
 
 @dataclass(frozen=True)
 class LoadOptions:
     """How to read a dataset: leave out unreadable list-file images (counted) instead of
-    failing; fetch CIFAR-10 with torchvision when it is not under the data root."""
+    failing; fetch CIFAR-10 with torchvision when it is not under the data root; accept
+    list-file image paths that lead outside the list folder."""
 
     skip_corrupt: bool = False
     download: bool = False
+    allow_outside_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -273,14 +283,18 @@ def _digest_files(*paths: Path) -> str:
     return sha.hexdigest()[:16]
 
 
-def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, skip_corrupt: bool = False
+def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, options: LoadOptions = LoadOptions()
                       ) -> HashingDataset:
     """``train.txt``, ``test.txt`` (queries) and ``database.txt`` under ``root``; with
-    ``skip_corrupt`` every image is checked first and unreadable ones are left out (counted)."""
+    ``options.skip_corrupt`` every image is checked first and unreadable ones are left out
+    (counted). Image paths stay inside ``root`` (or the release folder of a prepared folder)
+    unless ``options.allow_outside_root``."""
     if not root.is_dir():
         raise HashbenchError(f"data root for {name} not found: {root}")
     files = {role: root / file for role, file in LIST_FILES.items()}
-    lists = {role: read_list_file(path, root, skip_corrupt=skip_corrupt) for role, path in files.items()}
+    release = release_folder(root)
+    lists = {role: read_list_file(path, root, skip_corrupt=options.skip_corrupt, release=release,
+                                  allow_outside_root=options.allow_outside_root) for role, path in files.items()}
     skipped = sum(lst.skipped for lst in lists.values())
     widths = {role: lst.labels.shape[1] for role, lst in lists.items()}
     if len(set(widths.values())) != 1:
@@ -299,6 +313,8 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, skip_c
                f"{f'; {skipped} corrupt images skipped' if skipped else ''})",
         split_seed=seed,
         load_images=lambda: FileImages(paths),
+        files=[os.path.normpath(p) for p in paths],
+        origins=[f"{files[role]}:{n}" for role in ("train", "query", "database") for n in lists[role].lines],
     )
 
 
@@ -310,7 +326,7 @@ def list_folder(name: str, root: Path) -> Path:
 
 def _list_preset(name: str, topk: int | None) -> Callable[[Path, int, LoadOptions], HashingDataset]:
     def load(root: Path, seed: int, options: LoadOptions) -> HashingDataset:
-        return load_list_dataset(name, list_folder(name, root), topk, seed, options.skip_corrupt)
+        return load_list_dataset(name, list_folder(name, root), topk, seed, options)
 
     return load
 
@@ -344,7 +360,7 @@ def _load_image_folder(root: Path, seed: int, _options: LoadOptions) -> HashingD
 PATTERNS: dict[str, DatasetSpec] = {
     "listfile": DatasetSpec(
         "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N)",
-        lambda root, seed, options: load_list_dataset(f"listfile:{root}", root, None, seed, options.skip_corrupt),
+        lambda root, seed, options: load_list_dataset(f"listfile:{root}", root, None, seed, options),
     ),
     "imagefolder": DatasetSpec(
         "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries)",

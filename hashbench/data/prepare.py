@@ -68,13 +68,12 @@ from typing import Any
 import numpy as np
 
 from hashbench.data.protocols import Split
-from hashbench.data.sources import IMAGE_SUFFIXES, LIST_FILES
+from hashbench.data.sources import IMAGE_SUFFIXES, LIST_FILES, MANIFEST
 from hashbench.data.standard import CLASS_LIST, PROTOCOLS, imagenet100_classes
 from hashbench.results import versions
 from hashbench.storage import atomic_write, file_sha256
 from hashbench.validation import HashbenchError
 
-MANIFEST = "dataset.json"
 COCO_SUBSETS = ("train2014", "val2014")
 COCO_CATEGORIES = 80
 NUSWIDE_CONCEPTS = 21

@@ -151,6 +151,8 @@ def download_torchvision_cifar10(root: Path) -> None:
 
 #: The three files of a DeepHash / HashNet list folder, by role.
 LIST_FILES = {"train": "train.txt", "query": "test.txt", "database": "database.txt"}
+#: What ``hashbench data prepare`` writes beside the lists it made.
+MANIFEST = "dataset.json"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ class ListFile:
     labels: np.ndarray  # (N, C) float32 multi-hot
     skipped: int = 0  # unreadable images left out (skip_corrupt)
     lines: list[int] = field(default_factory=list)  # the line number of each kept row
+    outside: int = 0  # kept rows whose image lies outside the list folder (allow_outside_root)
 
 
 def image_is_readable(path: Path) -> bool:
@@ -169,17 +172,65 @@ def image_is_readable(path: Path) -> bool:
     return True
 
 
+def release_folder(folder: Path) -> Path | None:
+    """The release folder that the ``dataset.json`` of a folder written by ``hashbench data
+    prepare`` records, or None: prepare writes image paths relative to its output folder, and
+    they lead into the release it read (``--from``), usually a sibling folder."""
+    try:
+        recorded = json.loads((folder / MANIFEST).read_text())["source"]["folder"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(recorded) if isinstance(recorded, str) and Path(recorded).is_absolute() else None
+
+
+def _split_line(line: str) -> tuple[list[str], str]:
+    """A list-file line as (image path, labels...), and what is wrong with it ("" if nothing).
+    A path holding spaces is written in double quotes: ``"my image.jpg" 0 1``."""
+    text = line.strip()
+    if not text.startswith('"'):
+        return text.split(), ""
+    end = text.find('"', 1)
+    if end < 0:
+        return [], "unclosed double quote in the image path"
+    rest = text[end + 1:]
+    if rest and not rest[0].isspace():
+        return [], "expected a space after the quoted image path"
+    return [text[1:end], *rest.split()], ""
+
+
+def _label_error(labels: list[str]) -> str:
+    """Why ``labels`` are not a row of 0/1 values; a path cut at a space says so."""
+    first = next((i for i, v in enumerate(labels) if v in ("0", "1")), len(labels))
+    if first and all(v in ("0", "1") for v in labels[first:]) and not all(_is_number(v) for v in labels[:first]):
+        return (f"labels must be 0 or 1; got {' '.join(labels[:first])!r} before them: image paths with spaces "
+                'must be quoted, e.g. "my image.jpg" 0 1')
+    return f"labels must be 0 or 1; got {' '.join(labels)}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def read_list_file(path: Path, image_root: Path, check_files: bool = True, skip_corrupt: bool = False,
-                   problems: list[tuple[str, str, str]] | None = None) -> ListFile:
-    """Parse a DeepHash/HashNet list file: ``relative/path l1 l2 ... lC`` per line.
+                   problems: list[tuple[str, str, str]] | None = None, *, allow_outside_root: bool = False,
+                   release: Path | None = None) -> ListFile:
+    """Parse a DeepHash/HashNet list file: ``relative/path l1 l2 ... lC`` per line (a path
+    with spaces in double quotes), UTF-8.
 
     Every line must have the same label width and 0/1 labels, and (when ``check_files``)
-    name an existing file; errors name the file and line. ``skip_corrupt`` decodes each
-    image and leaves out (and counts) the lines whose image cannot be read. Given a
-    ``problems`` list, a bad line is appended to it as ``(kind, "file:line", message)`` and
+    name an existing file; errors name the file and line. An image path must stay inside
+    ``image_root`` (or ``release``, the release folder of a prepared folder): an absolute path
+    or one that climbs out with ``..`` is an error unless ``allow_outside_root``. The test is
+    on the text (symbolic links inside the folder are the folder's own choice). ``skip_corrupt``
+    decodes each image and leaves out (and counts) the lines whose image cannot be read. Given
+    a ``problems`` list, a bad line is appended to it as ``(kind, "file:line", message)`` and
     left out instead of stopping the read, so that ``hashbench data check`` names every one.
     """
-    skipped = 0
+    skipped = outside = 0
     if not path.is_file():
         raise HashbenchError(f"missing list file: {path}")
     paths: list[Path] = []
@@ -187,27 +238,43 @@ def read_list_file(path: Path, image_root: Path, check_files: bool = True, skip_
     numbers: list[int] = []
     width = None
     reported = len(problems or [])
+    root = image_root.resolve()
+    within = [root, *([release] if release is not None else [])]
 
     def bad(kind: str, where: str, message: str) -> None:
         if problems is None:
             raise HashbenchError(f"{where}: {message}")
         problems.append((kind, where, message))
 
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        fields = line.split()
+    # Undecodable bytes become lone surrogates, so that each such line is named, not the file.
+    text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    for number, line in enumerate(text.splitlines(), start=1):
+        where = f"{path}:{number}"
+        if any("\udc80" <= ch <= "\udcff" for ch in line):
+            bad("malformed line", where, "not UTF-8 text (save the list file as UTF-8)")
+            continue
+        fields, error = _split_line(line)
+        if error:
+            bad("malformed line", where, error)
+            continue
         if not fields:
             continue
-        where = f"{path}:{number}"
         if len(fields) < 2:
             bad("malformed line", where, "expected an image path followed by 0/1 labels")
+            continue
+        if any(v not in ("0", "1") for v in fields[1:]):
+            bad("malformed line", where, _label_error(fields[1:]))
             continue
         if width is None:
             width = len(fields) - 1
         elif len(fields) - 1 != width:
             bad("malformed line", where, f"{len(fields) - 1} labels, but earlier lines have {width}")
             continue
-        if any(v not in ("0", "1") for v in fields[1:]):
-            bad("malformed line", where, f"labels must be 0 or 1; got {' '.join(fields[1:])}")
+        # normpath, not resolve: the path as written decides ("a/../../b" climbs out)
+        leaves = not any(Path(os.path.normpath(root / fields[0])).is_relative_to(folder) for folder in within)
+        if leaves and not allow_outside_root:
+            bad("path outside root", where, f"image path {fields[0]!r} leads outside {image_root} "
+                "(allow_outside_root=true accepts it)")
             continue
         image = image_root / fields[0]
         if check_files and not image.is_file():
@@ -217,9 +284,10 @@ def read_list_file(path: Path, image_root: Path, check_files: bool = True, skip_
             skipped += 1
             continue
         paths.append(image)
+        outside += leaves
         rows.append([float(v) for v in fields[1:]])
         numbers.append(number)
     if not rows and len(problems or []) == reported:  # no line at all, not only bad ones
         raise HashbenchError(f"{path}: the list file is empty")
     labels = np.asarray(rows, dtype=np.float32).reshape(len(rows), width or 0)
-    return ListFile(paths=paths, labels=labels, skipped=skipped, lines=numbers)
+    return ListFile(paths=paths, labels=labels, skipped=skipped, lines=numbers, outside=outside)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from hashbench.deploy.model import HashModel, load_model
-from hashbench.storage import atomic_write
+from hashbench.storage import atomic_write, refuse_to_replace
 from hashbench.validation import HashbenchError
 
 FORMATS = ("torchscript", "onnx")
@@ -103,10 +103,12 @@ def export_onnx(model: HashModel, out: Path) -> None:
     tmp.replace(out)
 
 
-def export_run(folder: Path, fmt: str, out: Path) -> Path:
-    """Export the model of the run in ``folder`` to ``out`` as ``fmt`` (one of :data:`FORMATS`)."""
+def export_run(folder: Path, fmt: str, out: Path, *, force: bool = False) -> Path:
+    """Export the model of the run in ``folder`` to ``out`` as ``fmt`` (one of :data:`FORMATS`);
+    an existing ``out`` is replaced only with ``force``."""
     if fmt not in FORMATS:
         raise HashbenchError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    refuse_to_replace(out, force)
     model = load_model(folder)
     out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "torchscript":

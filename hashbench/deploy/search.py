@@ -28,7 +28,8 @@ def run_dataset(record: dict[str, Any]) -> HashingDataset:
     config = record["config"]
     root = config.get("data_root")
     return load_dataset(config["dataset"], Path(root) if root else None, config.get("split_seed", 0),
-                        LoadOptions(skip_corrupt=config.get("skip_corrupt", False)))
+                        LoadOptions(skip_corrupt=config.get("skip_corrupt", False),
+                                    allow_outside_root=config.get("allow_outside_root", False)))
 
 
 def item_pixels(dataset: HashingDataset, items: list[int]) -> torch.Tensor:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hashbench.config import RunConfig
+from hashbench.data.check import screen_for_run
 from hashbench.data.datasets import HashingDataset, LoadOptions, load_dataset
 from hashbench.engine.runner import RunOutcome, execute
+from hashbench.registry import METHODS
 from hashbench.results import read_record
 from hashbench.validation import HashbenchError
 
@@ -33,9 +35,14 @@ class ClusterOptions:
 
 
 def load_run_dataset(config: RunConfig) -> HashingDataset:
-    """The dataset a resolved config asks for (labels and split; pixels on first use)."""
-    return load_dataset(config.dataset, Path(config.data_root) if config.data_root else None, config.split_seed,
-                        LoadOptions(skip_corrupt=config.skip_corrupt, download=config.download))
+    """The dataset a resolved config asks for (labels and split; pixels on first use), screened
+    for the config's method (:func:`hashbench.data.check.screen_for_run`): refused when a run on
+    it would mean nothing, else with its warnings, which the run's record keeps."""
+    data = load_dataset(config.dataset, Path(config.data_root) if config.data_root else None, config.split_seed,
+                        LoadOptions(skip_corrupt=config.skip_corrupt, download=config.download,
+                                    allow_outside_root=config.allow_outside_root))
+    data.warnings = screen_for_run(data, supervised=METHODS.get(config.method).supervised)
+    return data
 
 
 def run_job(config: RunConfig, results_root: str, force: bool) -> RunOutcome:

@@ -4,10 +4,12 @@ made under another config) stops the whole command in one line instead."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hashbench.config import RUNTIME_KEYS, RunConfig, config_fingerprint, flat_config
+from hashbench.data.check import screen_for_run
 from hashbench.data.datasets import HashingDataset
 from hashbench.engine.distributed import World
 from hashbench.engine.launch import load_run_dataset
@@ -20,7 +22,8 @@ from hashbench.validation import HashbenchError
 
 def data_key(config: RunConfig) -> tuple[Any, ...]:
     """What decides how a dataset is loaded (runs that agree on it share one load)."""
-    return config.dataset, config.data_root, config.split_seed, config.skip_corrupt, config.download
+    return (config.dataset, config.data_root, config.split_seed, config.skip_corrupt, config.download,
+            config.allow_outside_root)
 
 
 def describe_setup(config: RunConfig) -> str:
@@ -45,8 +48,11 @@ def refuse_other_config(config: RunConfig, root: Path) -> None:
                          "--force replaces it (the old record is archived), or use --set tag=NAME or another --results")
 
 
-def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World) -> dict[tuple[Any, ...], HashingDataset]:
-    """Check every run of a command before any trains; return the loaded datasets by :func:`data_key`."""
+def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World, warn: Callable[[str], None]
+              ) -> dict[tuple[Any, ...], HashingDataset]:
+    """Check every run of a command before any trains; return the loaded datasets by
+    :func:`data_key`. Data no run means anything on is refused; what is only suspect is passed
+    to ``warn`` once per dataset."""
     if any(config.tensorboard for config in jobs):
         require_tensorboard()
     for config in jobs:  # each rank trains on an equal share of every batch
@@ -54,12 +60,18 @@ def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World) -
             raise HashbenchError(f"batch_size must be a multiple of the {ranks.size} processes; "
                                  f"got {config.batch_size}")
     loaded: dict[tuple[Any, ...], HashingDataset] = {}
+    screened: set[tuple[Any, ...]] = set()  # (data key, supervised): a supervised method needs training labels
     for config in jobs:  # labels and split only: missing data fails here
         key = data_key(config)
+        method = METHODS.get(config.method)
         if key not in loaded:
             loaded[key] = load_run_dataset(config)
-        METHODS.get(config.method).check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
-                                               params=config.hparams)
+            for warning in loaded[key].warnings:
+                warn(f"warning: {loaded[key].name}: {warning}")
+        elif (*key, method.supervised) not in screened:
+            screen_for_run(loaded[key], supervised=method.supervised)
+        screened.add((*key, method.supervised))
+        method.check_setup(bits=config.bits, num_classes=loaded[key].num_classes, params=config.hparams)
     if not force:
         for config in jobs:
             refuse_other_config(config, root)
