@@ -28,13 +28,13 @@ from hashbench.deploy.export import FORMATS
 from hashbench.deploy.index import BACKENDS as SEARCH_BACKENDS
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
-from hashbench.engine.runner import execute
+from hashbench.engine.runner import data_digest, execute
 from hashbench.engine.tracking import require_tensorboard
 from hashbench.experiment import Experiment, PlannedRun, distinct_runs, format_runs, load_experiment, plan_runs
 from hashbench.method import family_key
-from hashbench.models.backbones import build_backbone
+from hashbench.models.backbones import RANDOM_INIT, build_backbone
 from hashbench.registry import BACKBONES, DATASETS, METHODS, UnknownNameError
-from hashbench.results import read_record
+from hashbench.results import DamagedRecordError, read_record
 from hashbench.validation import HashbenchError, check_bits, check_int
 
 
@@ -114,18 +114,29 @@ def data_key(config: RunConfig) -> tuple[Any, ...]:
     return config.dataset, config.data_root, config.split_seed, config.skip_corrupt, config.download
 
 
-def describe_setup(config: RunConfig) -> str:
-    size = f"{config.image_size} px" if config.image_size else "the weights' image size"
+def describe_setup(config: RunConfig, weights: str | None, image_size: int) -> str:
+    """What a run trains with, as its record will state it: ``weights`` and ``image_size``
+    are those of the backbone its config builds."""
     mode = "frozen backbone (cached features)" if config.frozen_backbone else f"fine-tuned, augment {config.augment}"
-    weights = config.weights_path or config.weights or "random init"
-    return f"{config.dataset}: backbone {config.backbone} ({weights}), {size}, {mode}"
+    return (f"{config.dataset}: backbone {config.backbone} ({weights or RANDOM_INIT}), "
+            f"{config.image_size or image_size} px, {mode}")
 
 
-def refuse_other_config(config: RunConfig, root: Path) -> None:
-    """A finished record made with another config is never reused or replaced silently."""
-    record = read_record(config.folder(root))
+def refuse_other_config(config: RunConfig, root: Path, digest: str) -> None:
+    """A finished record made with another config, or on other data (``digest``, the
+    :func:`~hashbench.engine.runner.data_digest` of the dataset now), is never reused or
+    replaced silently. A damaged record is left to the run, which reports it."""
+    try:
+        record = read_record(config.folder(root))
+    except DamagedRecordError:
+        return
     if record is None or record.get("status") != "done" or "config" not in record:
         return
+    stored_digest = (record.get("protocol") or {}).get("data_digest")
+    if stored_digest is not None and stored_digest != digest:
+        raise HashbenchError(f"{config.folder(root)} holds a finished run made on other data (data: {stored_digest} "
+                             f"-> {digest}: the dataset's labels, split or lists changed); --force replaces it "
+                             "(the old record is archived), or use another --results")
     if record.get("fingerprint", config_fingerprint(record["config"])) == config.fingerprint():
         return
     wanted = {**config.as_dict(), **{f"hparams.{k}": v for k, v in config.hparams.items()}}
@@ -269,17 +280,21 @@ def run_command(config_file: str | None, grid_names: str | None, methods: str | 
             loaded[key] = load_run_dataset(config)
         METHODS.get(config.method).check_setup(bits=config.bits, num_classes=loaded[key].num_classes,
                                                params=config.hparams)
+        if config.validation:  # too many held-out items is an error of the command, not of each run
+            loaded[key].holdout(config.validation)
     root = Path(results_root)
     if not force:
+        digests = {key: data_digest(dataset) for key, dataset in loaded.items()}
         for config in jobs:
-            refuse_other_config(config, root)
+            refuse_other_config(config, root, digests[data_key(config)])
     # Build each backbone once before any run: unknown names, missing or ill-fitting weights
     # are errors of the whole command, not failures of every run.
-    for backbone, weights, weights_path in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs},
-                                                  key=str):
-        build_backbone(backbone, weights, weights_path)
-    for setup in dict.fromkeys(describe_setup(c) for c in jobs):
-        echo(setup)
+    built = {}  # what each backbone's record will state: its weights and image size
+    for setup in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs}, key=str):
+        backbone = build_backbone(*setup)
+        built[setup] = (backbone.weights, backbone.image_size)
+    for line in dict.fromkeys(describe_setup(c, *built[(c.backbone, c.weights, c.weights_path)]) for c in jobs):
+        echo(line)
     failures = []
     labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {config.dataset} {config.bits} bits seed {config.seed}"
               for i, config in enumerate(jobs, start=1)}

@@ -21,6 +21,14 @@ class NonFiniteLossError(HashbenchError):
     """Training produced a NaN or infinite loss; carries the step for the record."""
 
 
+class NonFiniteOutputError(NonFiniteLossError):
+    """The model produced NaN or infinite values (features, outputs or codes): a run never ends ``done`` on them."""
+
+
+class DegenerateCodesError(HashbenchError):
+    """Every database item got the same code: retrieval by such codes ranks at random."""
+
+
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as an int within [low, high], or raise a one-line HashbenchError."""
     bounds = f" in [{low}, {high}]" if low is not None and high is not None else (
