@@ -71,7 +71,7 @@ def parse_record(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DamagedRecordError(f"{path} is damaged ({str(err).splitlines()[0]})") from None
     if not isinstance(record, dict):
-        raise DamagedRecordError(f"{path} is damaged (a JSON {type(record).__name__}, not an object)")
+        raise DamagedRecordError(f"{path} is damaged (not a JSON object)")
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
         raise DamagedRecordError(f"{path} is damaged (no {', '.join(missing)})")
@@ -210,7 +210,6 @@ class CodesReader:
             self.damaged.add(folder)
             warn(f"{err}; skipped")
             return None
-
 
 
 def versions() -> dict[str, str | None]:

@@ -17,12 +17,13 @@ from conftest import invoke
 from test_reliability import write_list_dataset
 from test_report import fake_run
 
+import hashbench.deploy.model as model_module
 import hashbench.engine.checkpoint as checkpoint_module
 import hashbench.engine.runner as runner_module
 from hashbench import storage
 from hashbench.data.datasets import load_dataset
 from hashbench.engine.checkpoint import load_checkpoint, read_checkpoint
-from hashbench.engine.launch import finished
+from hashbench.engine.launch import recorded_done
 from hashbench.engine.runner import data_digest
 from hashbench.registry import METHODS
 from hashbench.results import DamagedRecordError, iter_records, read_record, run_dir, write_record
@@ -247,7 +248,7 @@ def test_checkpoint_carries_its_digest_and_loads_with_weights_only(tmp_path):
     (b"", "(Expecting value: line 1 column 1 (char 0))"),
     (b'{"method": "csq", "status": "do', "(Unterminated string starting at"),
     (b"\x00\xff\xfe garbage", "('utf-8' codec can't decode byte 0xff in position 1"),
-    (b"[1, 2]", "(a JSON list, not an object)"),
+    (b"[1, 2]", "(not a JSON object)"),
     (b'{"method": "csq", "dataset": "digits", "bits": 16, "seed": 0}', "(no status)"),
 ])
 def test_damaged_record_is_one_error_naming_the_file(tmp_path, content, detail):
@@ -311,7 +312,7 @@ def test_iter_records_skips_a_damaged_record_with_a_warning(tmp_path, capsys):
     assert [record["method"] for _, record in iter_records(tmp_path)] == ["csq"]
     assert capsys.readouterr().err == f"warning: {damaged} is damaged (Expecting value: line 1 column 1 (char 0)); " \
                                       "skipped\n"
-    assert not finished(damaged.parent)  # a launcher submits it: its job reports the damage
+    assert not recorded_done(damaged.parent)  # a launcher submits it: its job reports the damage
 
 
 def test_check_records_names_a_damaged_record(tmp_path):
@@ -384,23 +385,37 @@ class FullDisk:
         raise self.error
 
 
+def full_disk_for(error: Exception):
+    """An ``atomic_write`` whose writes fail with ``error`` (through the real one, which sees the failure)."""
+    @contextlib.contextmanager
+    def full_disk(path, mode="w"):
+        with storage.atomic_write(path, mode):
+            yield FullDisk(error)
+
+    return full_disk
+
+
 @pytest.mark.parametrize("error", [
     OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
     RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: "
                  "file write failed"),
 ])
 def test_full_disk_is_said_in_plain_words_in_the_record(cli, tmp_path, monkeypatch, error):
-    @contextlib.contextmanager
-    def full_disk(path, mode="w"):
-        with storage.atomic_write(path, mode):
-            yield FullDisk(error)
-
-    monkeypatch.setattr(checkpoint_module, "atomic_write", full_disk)
+    monkeypatch.setattr(checkpoint_module, "atomic_write", full_disk_for(error))
     result = cli("run", "--methods", "csq", *RUN, "--epochs", "1", "--results", tmp_path)
     assert result.exit_code == 1
     folder = folder_of(tmp_path, "csq")
     assert read_record(folder)["reason"] == f"no space left on device: cannot write {folder / 'checkpoint.pt'}"
     assert not list(folder.glob(".*.tmp"))
+
+
+def test_full_disk_when_the_model_is_kept_fails_that_run_and_the_grid_goes_on(cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_module, "atomic_write", full_disk_for(OSError(errno.ENOSPC, "No space left on device")))
+    result = cli("run", "--methods", "lsh,itq", *RUN, "--epochs", "1", "--results", tmp_path)
+    assert result.exit_code == 1 and "2 of 2 runs failed" in result.output
+    for method in ("lsh", "itq"):
+        folder = folder_of(tmp_path, method)
+        assert read_record(folder)["reason"] == f"no space left on device: cannot write {folder / 'model.pt'}"
 
 
 def test_atomic_write_names_a_full_disk_and_leaves_no_temporary(tmp_path):

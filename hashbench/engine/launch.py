@@ -46,7 +46,7 @@ def run_job(config: RunConfig, results_root: str, force: bool) -> RunOutcome:
     return outcome
 
 
-def finished(folder: Path) -> bool:
+def recorded_done(folder: Path) -> bool:
     """Whether the run in ``folder`` has a record that says ``done`` (a damaged one does not: its job reports it)."""
     try:
         return (read_record(folder) or {}).get("status") == "done"
@@ -61,7 +61,7 @@ def submit(configs: Iterable[RunConfig], results_root: Path, *, launcher: str, o
         import submitit
     except ImportError:
         raise HashbenchError("launcher slurm needs submitit: pip install 'hashbench[cluster]'") from None
-    pending = [c for c in configs if force or not finished(c.folder(results_root))]
+    pending = [c for c in configs if force or not recorded_done(c.folder(results_root))]
     if not pending:
         return []
     executor = submitit.AutoExecutor(folder=results_root / ".submitit",

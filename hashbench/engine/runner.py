@@ -531,17 +531,32 @@ class RunOutcome:
     reason: str | None = None
 
 
+def _record_done(run: TrainingRun, evaluation: Evaluation) -> dict[str, Any]:
+    """Keep the model (or drop an older one) and write the finished run's record."""
+    config, folder = run.config, run.folder
+    record = make_record(config, status="done", run=run, evaluation=evaluation, timing=run.timing)
+    if config.keep_model:  # the trained hash function, for export and search (hashbench.deploy)
+        record["artifacts"]["model"] = keep_model(run).as_dict()
+    else:  # a model left by an earlier run of this folder is not this run's
+        (folder / MODEL).unlink(missing_ok=True)
+    write_record(folder, record)
+    return record
+
+
 def _train_and_record(config: RunConfig, folder: Path, dataset: HashingDataset) -> RunOutcome:
-    """build -> fit -> evaluate -> record; any failure is recorded as ``failed`` with a
-    one-line reason (the traceback of an unexpected error goes to ``log.txt``)."""
+    """build -> fit -> evaluate -> record; any failure (writing the results included: a full
+    disk) is recorded as ``failed`` with a one-line reason (the traceback of an unexpected
+    error goes to ``log.txt``), or, when even that cannot be written, said in the reason."""
     ranks = world()
     run: TrainingRun | None = None
+    record = None
     try:
         run = build(config, folder, dataset)
         fit(run)
         evaluation = evaluate_run(run)
         if evaluation is not None:
             run.tracker.final(run.step, evaluation.metrics)
+            record = _record_done(run, evaluation)
     except Exception as err:  # a failed run must not stop the grid
         expected = isinstance(err, HashbenchError)
         first_line = (str(err).splitlines() or [""])[0]
@@ -560,15 +575,7 @@ def _train_and_record(config: RunConfig, folder: Path, dataset: HashingDataset) 
     finally:
         if run is not None:
             run.tracker.close()
-    if not ranks.is_main:
-        return RunOutcome(config, folder, "done")
-    record = make_record(config, status="done", run=run, evaluation=evaluation, timing=run.timing)
-    if config.keep_model:  # the trained hash function, for export and search (hashbench.deploy)
-        record["artifacts"]["model"] = keep_model(run).as_dict()
-    else:  # a model left by an earlier run of this folder is not this run's
-        (folder / MODEL).unlink(missing_ok=True)
-    write_record(folder, record)
-    if not config.keep_checkpoint:
+    if ranks.is_main and not config.keep_checkpoint:
         (folder / CHECKPOINT).unlink(missing_ok=True)
     return RunOutcome(config, folder, "done", record)
 
