@@ -3,9 +3,10 @@
 Resolves every run of the file's grids (``hashbench config show --json``, so nothing runs)
 and compares each with the record in its folder: ``match`` (finished, same fingerprint),
 ``differs`` (finished under another config: the differing keys are listed), ``failed``,
-``missing``. With ``--metrics``, every matching run's metrics are also recomputed from its
-saved codes with the current evaluation code and must equal the record's exactly
-(``metrics differ`` otherwise). Prints one line per run that does not match and the counts;
+``missing``, ``damaged`` (a record that cannot be read). With ``--metrics``, every matching
+run's metrics are also recomputed from its saved codes (checked against the record's digest)
+with the current evaluation code and must equal the record's exactly (``metrics differ``
+otherwise, ``damaged`` for codes that cannot be read). Prints one line per run that does not match and the counts;
 exits 1 if any run does not match.
 
     python benchmarks/check_records.py --config experiments/cifar10-frozen.toml \\
@@ -24,6 +25,7 @@ from pathlib import Path
 from hashbench.config import RUNTIME_KEYS, config_fingerprint, flat_config
 from hashbench.engine.runner import record_metrics
 from hashbench.results import load_codes, read_record
+from hashbench.validation import HashbenchError
 
 
 def differing(wanted: dict, stored: dict) -> list[str]:
@@ -42,6 +44,24 @@ def metrics_differ(folder: Path, record: dict) -> list[str]:
     return [f"{k}: {stored.get(k)!r} -> {v!r}" for k, v in again.items() if stored.get(k) != v]
 
 
+def check_run(run: dict, *, metrics: bool) -> tuple[str, str]:
+    """The status of one run of ``config show --json`` against its record, and the detail to print."""
+    folder = Path(run["folder"])
+    try:
+        record = read_record(folder)
+        if record is None:
+            return "missing", ""
+        if record.get("status") != "done":
+            return "failed", record.get("reason", "")
+        if record.get("fingerprint", config_fingerprint(record["config"])) != run["fingerprint"]:
+            return "differs", "; ".join(differing(run["config"], record["config"]) or ["an older schema"])
+        if metrics and (wrong := metrics_differ(folder, record)):
+            return "metrics differ", "; ".join(wrong)
+    except HashbenchError as err:  # a damaged record or codes file: named, and the check goes on
+        return "damaged", str(err)
+    return "match", ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
@@ -54,21 +74,11 @@ def main() -> None:
     runs = json.loads(subprocess.run(show, check=True, capture_output=True, text=True).stdout)
     counts: Counter[str] = Counter()
     for run in runs:
-        record = read_record(Path(run["folder"]))
-        if record is None:
-            status, detail = "missing", ""
-        elif record.get("status") != "done":
-            status, detail = "failed", record.get("reason", "")
-        elif record.get("fingerprint", config_fingerprint(record["config"])) == run["fingerprint"]:
-            status, detail = "match", ""
-            if args.metrics and (wrong := metrics_differ(Path(run["folder"]), record)):
-                status, detail = "metrics differ", "; ".join(wrong)
-        else:
-            status, detail = "differs", "; ".join(differing(run["config"], record["config"]) or ["an older schema"])
+        status, detail = check_run(run, metrics=args.metrics)
         counts[status] += 1
         if status != "match":
             print(f"{status}: {run['folder']} (grid {run['grid']}) {detail}".rstrip())
-    statuses = ("match", "differs", "metrics differ", "failed", "missing")
+    statuses = ("match", "differs", "metrics differ", "failed", "missing", "damaged")
     print(f"{len(runs)} runs: " + ", ".join(f"{counts[s]} {s}" for s in statuses))
     sys.exit(0 if counts["match"] == len(runs) else 1)
 

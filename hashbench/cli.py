@@ -21,7 +21,7 @@ from hashbench.deploy.export import FORMATS
 from hashbench.deploy.index import BACKENDS as SEARCH_BACKENDS
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import ClusterOptions, submit
-from hashbench.engine.preflight import data_key, describe_setup, preflight
+from hashbench.engine.preflight import data_key, preflight
 from hashbench.engine.runner import execute
 from hashbench.experiment import Experiment
 from hashbench.method import family_key
@@ -195,8 +195,8 @@ def run_command(config_file: str | None, grid_names: str | None, assignments: tu
     options = {key: run_option(key, line, experiment) for key in RUN_OPTIONS}
     root = Path(options["results"])
     jobs = [run.config for run in distinct_runs(runs, root)]
-    loaded = preflight(jobs, root, force=force, ranks=ranks, warn=lambda line: echo(line, err=True))
-    for setup in dict.fromkeys(describe_setup(c) for c in jobs):
+    ready = preflight(jobs, root, force=force, ranks=ranks, warn=lambda line: echo(line, err=True))
+    for setup in ready.setups:
         echo(setup)
     failures = []
     labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {config.dataset} {config.bits} bits seed {config.seed}"
@@ -219,7 +219,7 @@ def run_command(config_file: str | None, grid_names: str | None, assignments: tu
 
     if options["launcher"] == "local":
         for config in jobs:
-            report(config, execute(config, root, loaded[data_key(config)], force=force))
+            report(config, execute(config, root, ready.datasets[data_key(config)], force=force))
     else:
         cluster = ClusterOptions(partition=options["partition"], gpus_per_job=options["gpus_per_job"],
                                  cpus_per_job=options["cpus_per_job"], time_limit_min=options["time_limit"],

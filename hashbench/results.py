@@ -9,11 +9,15 @@ and with ``tensorboard=true`` ``tb/``. Every write is atomic; a record that is r
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hashbench.storage import atomic_write
+from hashbench.storage import atomic_write, file_sha256
+from hashbench.validation import HashbenchError
 
 RECORD = "result.json"
 CODES = "codes.npz"
@@ -30,6 +35,21 @@ LOG = "log.txt"
 MODEL = "model.pt"  # the trained hash function of a finished run (hashbench.deploy.model)
 TB_DIR = "tb"  # TensorBoard event files of a run with tensorboard=true (hashbench.engine.tracking)
 SCHEMA_VERSION = 2
+#: Keys without which a record cannot be listed, compared or reported.
+REQUIRED_KEYS = ("method", "dataset", "bits", "seed", "status")
+
+
+class DamagedRecordError(HashbenchError):
+    """A ``result.json`` that is no readable record (torn, emptied, edited by hand)."""
+
+
+class DamagedArtifactError(HashbenchError):
+    """A file of a run (codes, model) that cannot be read or does not match the record's digest."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr, for a reader of many runs that skips a damaged one and goes on."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def slug(name: str) -> str:
@@ -44,19 +64,41 @@ def run_dir(root: str | Path, dataset: str, method: str, bits: int, seed: int, t
     return Path(root) / slug(dataset) / name / str(bits) / f"seed{seed}"
 
 
+def parse_record(path: Path) -> dict[str, Any]:
+    """The record in the file ``path``, or a :class:`DamagedRecordError` naming it."""
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedRecordError(f"{path} is damaged ({str(err).splitlines()[0]})") from None
+    if not isinstance(record, dict):
+        raise DamagedRecordError(f"{path} is damaged (not a JSON object)")
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    if missing:
+        raise DamagedRecordError(f"{path} is damaged (no {', '.join(missing)})")
+    return record
+
+
 def read_record(folder: Path) -> dict[str, Any] | None:
+    """The run's record, None when there is none, a :class:`DamagedRecordError` when it cannot be read."""
     path = folder / RECORD
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    return parse_record(path)
 
 
 def archive_previous(folder: Path) -> None:
-    """Move an existing record, its codes, its model and its TensorBoard logs to ``history/<finished time>/``."""
-    record = read_record(folder)
-    if record is None:
+    """Move an existing record, its codes, its model and its TensorBoard logs to
+    ``history/<finished time>/`` (``history/damaged-<file time>/`` for a record that cannot be read)."""
+    path = folder / RECORD
+    if not path.is_file():
         return
-    stamp = slug(str(record.get("timing", {}).get("finished_at", "unknown")))
+    try:
+        timing = read_record(folder).get("timing")
+        finished = timing.get("finished_at", "unknown") if isinstance(timing, dict) else "unknown"
+    except DamagedRecordError:
+        modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        finished = f"damaged-{modified}"
+    stamp = slug(str(finished))
     target = folder / "history" / stamp
     suffix = 1
     while target.exists():
@@ -84,9 +126,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+def save_arrays(path: Path, **arrays: np.ndarray) -> dict[str, Any]:
     """Write ``arrays`` to the npz file ``path`` atomically; bool code arrays are bit-packed
-    (``<name>`` + ``<name>_bits``), others stored as given."""
+    (``<name>`` + ``<name>_bits``), others stored as given. Returns what a record states about
+    the file: ``{"file", "bytes", "sha256"}``."""
     stored: dict[str, np.ndarray] = {}
     for name, array in arrays.items():
         if array.dtype == bool:
@@ -94,15 +137,33 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> None:
             stored[f"{name}_bits"] = np.array(array.shape[1])
         else:
             stored[name] = array
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **stored)
+    data = buffer.getbuffer()
     with atomic_write(path, "wb") as handle:
-        np.savez_compressed(handle, **stored)
+        handle.write(data)
+    return {"file": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def check_artifact(path: Path, info: dict[str, Any]) -> None:
+    """Raise a :class:`DamagedArtifactError` unless ``path`` has the size and sha256 that
+    ``info`` (a record's ``artifacts`` entry) states."""
+    if not path.is_file():
+        raise DamagedArtifactError(f"{path} is missing; rerun the run with --force")
+    if path.stat().st_size != info.get("bytes") or file_sha256(path) != info.get("sha256"):
+        raise DamagedArtifactError(f"{path} is damaged (its sha256 differs from the record's); "
+                                   "rerun the run with --force")
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an npz file written by :func:`save_arrays`, bit-packed codes unpacked
-    back to bool (N, bits)."""
-    with np.load(path) as data:
-        raw = {name: data[name] for name in data.files}
+    back to bool (N, bits); a file that cannot be read is a :class:`DamagedArtifactError`."""
+    try:
+        with np.load(path) as data:
+            raw = {name: data[name] for name in data.files}
+    except Exception as err:  # numpy and zipfile raise many types (an empty file: EOFError)
+        detail = (str(err).splitlines() or [""])[0] or type(err).__name__
+        raise DamagedArtifactError(f"{path} cannot be read ({detail})") from None
     out = {}
     for name, array in raw.items():
         if name.endswith("_bits"):
@@ -114,14 +175,41 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def save_codes(folder: Path, **arrays: np.ndarray) -> None:
-    """A run's ``codes.npz`` (:func:`save_arrays`)."""
-    save_arrays(folder / CODES, **arrays)
+def save_codes(folder: Path, **arrays: np.ndarray) -> dict[str, Any]:
+    """A run's ``codes.npz`` (:func:`save_arrays`); returns the record's ``artifacts.codes``."""
+    return save_arrays(folder / CODES, **arrays)
 
 
 def load_codes(folder: Path) -> dict[str, np.ndarray]:
-    """The arrays of a run's ``codes.npz``, codes as bool (N, bits)."""
+    """The arrays of a run's ``codes.npz``, codes as bool (N, bits), checked against the
+    digest of the record's ``artifacts.codes`` (older records state none)."""
+    record = read_record(folder)
+    info = ((record or {}).get("artifacts") or {}).get("codes")
+    if info:
+        check_artifact(folder / CODES, info)
     return load_arrays(folder / CODES)
+
+
+#: How a reader of many runs loads their codes: :func:`load_codes`, or a :class:`CodesReader` (None: skip the run).
+CodesLoader = Callable[[Path], "dict[str, np.ndarray] | None"]
+
+
+class CodesReader:
+    """``load_codes`` for a reader of many runs: damaged codes give None and one warning, once per run."""
+
+    def __init__(self) -> None:
+        self.damaged: set[Path] = set()
+
+    def __call__(self, folder: Path) -> dict[str, np.ndarray] | None:
+        folder = Path(folder)
+        if folder in self.damaged:
+            return None
+        try:
+            return load_codes(folder)
+        except HashbenchError as err:
+            self.damaged.add(folder)
+            warn(f"{err}; skipped")
+            return None
 
 
 def versions() -> dict[str, str | None]:
@@ -143,15 +231,18 @@ def versions() -> dict[str, str | None]:
 def iter_records(root: str | Path) -> list[tuple[Path, dict[str, Any]]]:
     """Every ``(run folder, record)`` under ``root`` in path order; archived records in
     ``history/`` are skipped, and so is a record that vanishes between listing and reading
-    (another process's ``--force`` archives it just before writing the new one)."""
+    (another process's ``--force`` archives it just before writing the new one) and, with a
+    warning on stderr, a damaged one."""
     found = []
     for path in sorted(Path(root).glob(f"**/{RECORD}")):
         if "history" in path.relative_to(root).parts:
             continue
         try:
-            found.append((path.parent, json.loads(path.read_text())))
+            found.append((path.parent, parse_record(path)))
         except FileNotFoundError:
             continue
+        except DamagedRecordError as err:
+            warn(f"{err}; skipped")
     return found
 
 

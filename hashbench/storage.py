@@ -5,6 +5,7 @@ file digests."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -17,22 +18,60 @@ from typing import IO, Any
 from hashbench.validation import HashbenchError
 
 
+class DiskFullError(HashbenchError):
+    """A write ran out of space: said in plain words, whatever layer (Python, torch) hit it."""
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is a full disk: ENOSPC, or torch's stream writer failing on it (``file write failed``)."""
+    if isinstance(err, OSError):
+        return err.errno == errno.ENOSPC
+    return isinstance(err, RuntimeError) and "file write failed" in str(err)
+
+
+def _umask() -> int:
+    """The process's umask, read by setting it and putting it back (a thread that creates a file
+    in between gets the common 022, not an open 000)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: The suffix of :func:`atomic_write`'s temporary files.
+TEMPORARY_SUFFIX = ".tmp"
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
-    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    """Write to a temporary file beside ``path`` (``.<name>.*.tmp``, :func:`remove_orphan_temporaries`),
+    fsync it, then rename it over ``path``. The file gets the permissions a plain ``open`` would give
+    it (``mkstemp`` makes it 0600); a full disk is a :class:`DiskFullError` naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, mode) as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if _disk_full(err):
+            raise DiskFullError(f"no space left on device: cannot write {path}") from err
         raise
+
+
+def remove_orphan_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way left in ``folder`` (call it only
+    while no other process writes there, e.g. holding the run's claim); returns them."""
+    orphans = sorted(folder.glob(f".*{TEMPORARY_SUFFIX}"))
+    for path in orphans:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return orphans
 
 
 @contextlib.contextmanager

@@ -112,6 +112,16 @@ class Param:
         return value
 
 
+class NonFiniteOutputError(NonFiniteLossError):
+    """The model produced NaN or infinite values (features, outputs or codes): a run never ends ``done`` on them."""
+
+
+class DegenerateCodesError(HashbenchError):
+    """Every database item got the same code: retrieval by such codes ranks at random."""
+
+
+
+
 def real(default: float | None, low: float | None = None, high: float | None = None, *, open_low: bool = False,
          nullable: bool = False, help: str = "") -> Param:
     """A float setting, optionally bounded."""

@@ -69,7 +69,7 @@ def test_artifact_recorded_and_loads_with_weights_only(runs: Path) -> None:
 def test_keep_model_false_writes_and_records_none(runs: Path) -> None:
     folder = runs / "digits" / "dpsh+nomodel" / "16" / "seed0"
     assert read_record(folder)["status"] == "done"
-    assert "artifacts" not in read_record(folder)
+    assert "model" not in read_record(folder)["artifacts"]  # the codes alone
     assert not (folder / MODEL).exists()
     assert read_record(folder)["config"]["keep_model"] is False
     # keep_model (like tag) is a runtime key: it leaves the run's fingerprint alone

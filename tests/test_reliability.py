@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hashbench.engine.checkpoint import read_checkpoint
 from hashbench.methods.csq import CSQ
 from hashbench.registry import METHODS
 from hashbench.storage import atomic_write
@@ -42,7 +43,7 @@ def test_nan_loss_fails_the_run_keeps_checkpoint_and_the_grid_goes_on(cli, tmp_p
     failed = tmp_path / "digits" / nan_method / "16" / "seed0"
     record = json.loads((failed / "result.json").read_text())
     assert record["status"] == "failed" and "step 30" in record["reason"]
-    assert torch.load(failed / "checkpoint.pt", weights_only=True)["epoch"] == 1  # the last good one
+    assert read_checkpoint(failed / "checkpoint.pt")["epoch"] == 1  # the last good one
     assert json.loads((tmp_path / "digits/csq/16/seed0/result.json").read_text())["status"] == "done"
 
 

@@ -414,7 +414,8 @@ def test_tsne_colours_by_class_or_by_number_of_labels():
 def test_a_record_archived_while_records_are_listed_is_skipped(tmp_path, monkeypatch):
     """Another process's --force moves a record to history/ between the listing and the read."""
     for seed in (0, 1):
-        write_record(run_dir(tmp_path, "toy", "csq", 16, seed), {"method": "csq", "seed": seed, "status": "done"})
+        write_record(run_dir(tmp_path, "toy", "csq", 16, seed),
+                     {"method": "csq", "dataset": "toy", "bits": 16, "seed": seed, "status": "done"})
     real_glob = Path.glob
 
     def listing_then_archive(self, pattern):

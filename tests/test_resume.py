@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import THREAD_LIMITS, subprocess_env
 
+from hashbench.engine.checkpoint import read_checkpoint
 from hashbench.results import load_codes
 
 ARGS = ["--methods", "csq", "--bits", "16", "--epochs", "3", "--no-progress"]
@@ -58,7 +59,7 @@ def test_kill_9_then_rerun_resumes_to_identical_codes(tmp_path, run_to_end):
         proc.wait()
     assert checkpoint.exists(), "the run finished before it could be killed"
     assert not (run_folder(interrupted) / "result.json").exists()
-    epoch_at_kill = torch.load(checkpoint, weights_only=True)["epoch"]
+    epoch_at_kill = read_checkpoint(checkpoint)["epoch"]
     assert 1 <= epoch_at_kill < 3
 
     run_to_end(interrupted)

@@ -23,7 +23,7 @@ import seaborn as sns
 
 from hashbench.eval import RetrievalResult, evaluate
 from hashbench.method import family_key
-from hashbench.results import load_codes, slug
+from hashbench.results import CodesLoader, load_codes, slug
 
 #: Database items drawn (seeded) for t-SNE and for the pair-distance histograms.
 TSNE_POINTS = 1000
@@ -273,11 +273,13 @@ def class_names_of(records: pd.DataFrame, raw: dict[str, dict]) -> list[str] | N
 
 
 def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, multi_label: dict[str, bool],
-                  tsne_bits: int | None = None, tsne_methods: list[str] | None = None) -> list[Path]:
+                  tsne_bits: int | None = None, tsne_methods: list[str] | None = None,
+                  codes_of: CodesLoader = load_codes) -> list[Path]:
     """Every figure for the finished runs in ``records`` (``raw`` maps run path -> record;
     ``multi_label`` maps each dataset to whether its items may carry several labels, which
     decides how pairs are named and how t-SNE points are coloured; t-SNE plots for
-    ``tsne_methods`` only, None for every method).
+    ``tsne_methods`` only, None for every method; a run whose codes ``codes_of`` skips is
+    left out).
 
     Curves are keyed by method, so ``records`` should hold one variant grid: the report passes
     the untagged runs only.
@@ -290,14 +292,17 @@ def write_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path, *, mul
     tsne_at = {dataset: tsne_bits if tsne_bits in set(runs["bits"]) else int(runs["bits"].max())
                for dataset, runs in done.groupby("dataset")}
     for (dataset, bits), runs in done.groupby(["dataset", "bits"], sort=True):
-        codes_of = {path: load_codes(Path(path)) for path in runs["path"]}  # each file read once
-        curves = curves_by_method(runs, codes_of)
+        loaded = {path: codes_of(Path(path)) for path in runs["path"]}  # each file read once
+        runs = runs[[loaded[path] is not None for path in runs["path"]]]
+        if runs.empty:
+            continue
+        curves = curves_by_method(runs, loaded)
         where = f"{dataset}, {bits} bits"
         written += save_figure(pr_figure(curves, styles, f"PR by Hamming radius ({where})"), folder,
                                f"pr_{dataset}_{bits}")
         written += save_figure(precision_at_n_figure(curves, styles, f"Precision@N ({where})"), folder,
                                f"precision_at_n_{dataset}_{bits}")
-        first = {row.method: codes_of[row.path]
+        first = {row.method: loaded[row.path]
                  for row in runs.sort_values("seed").drop_duplicates("method").itertuples()}
         written += save_figure(code_distribution_figure(first, styles, f"Code distances ({where})",
                                                         multi_label=multi_label[dataset]),

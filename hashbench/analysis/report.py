@@ -26,7 +26,7 @@ from hashbench.analysis.tables import (
 )
 from hashbench.config import BITS
 from hashbench.eval import mean_average_precision
-from hashbench.results import iter_records, load_codes, records_frame, slug
+from hashbench.results import CodesLoader, CodesReader, iter_records, load_codes, records_frame, slug
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError, Items, Param, check_choice, choice, flag, integer, text
 
@@ -56,17 +56,26 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def random_code_floors(records: pd.DataFrame) -> Floors:
+def first_codes(runs: pd.DataFrame, codes_of: CodesLoader) -> tuple[pd.Series, dict[str, np.ndarray]] | None:
+    """The first of ``runs`` whose codes load, and its codes (a loader may skip damaged ones: None)."""
+    for _, run in runs.iterrows():
+        if (codes := codes_of(Path(run["path"]))) is not None:
+            return run, codes
+    return None
+
+
+def random_code_floors(records: pd.DataFrame, codes_of: CodesLoader = load_codes) -> Floors:
     """Per (dataset, bits) with a finished run: the mAP@K of seeded random +/-1 codes of that
     length, ties expected over orders, on a seeded sample of at most
     :data:`~hashbench.analysis.tables.FLOOR_QUERIES` of that run's queries and its whole database
-    (labels from its codes.npz, K its topk). The run is the first by path, so the floor does not
-    depend on the order records were found in."""
+    (labels from its codes.npz, K its topk). The run is the first by path (whose codes load), so
+    the floor does not depend on the order records were found in."""
     floors: Floors = {}
     done = records[records["status"] == "done"].sort_values("path")
     for (dataset, bits), runs in done.groupby(["dataset", "bits"], sort=True):
-        run = runs.iloc[0]
-        codes = load_codes(Path(run["path"]))
+        if (found := first_codes(runs, codes_of)) is None:
+            continue
+        run, codes = found
         query_labels, database_labels = codes["query_labels"], codes["database_labels"]
         rng = np.random.default_rng(0)
         queries = np.sort(rng.choice(len(query_labels), min(FLOOR_QUERIES, len(query_labels)), replace=False))
@@ -79,10 +88,12 @@ def random_code_floors(records: pd.DataFrame) -> Floors:
     return floors
 
 
-def multi_label_by_dataset(records: pd.DataFrame, raw: dict[str, dict]) -> dict[str, bool]:
+def multi_label_by_dataset(records: pd.DataFrame, raw: dict[str, dict], codes_of: CodesLoader = load_codes
+                           ) -> dict[str, bool]:
     """Dataset -> whether an item may carry several labels, which decides how relevance is
     named. Records state it (``protocol.multi_label``); for a dataset whose records do not,
-    the labels saved with one finished run decide (several labels on any item)."""
+    the labels saved with one finished run decide (several labels on any item; single-label
+    when no finished run's codes load)."""
     flags: dict[str, bool] = {}
     for dataset, runs in records.groupby("dataset", sort=True):
         stated = [protocol["multi_label"] for path in runs["path"]
@@ -91,9 +102,9 @@ def multi_label_by_dataset(records: pd.DataFrame, raw: dict[str, dict]) -> dict[
         if stated:
             flags[dataset] = any(stated)
         elif not finished.empty:
-            codes = load_codes(Path(finished["path"].iloc[0]))
-            flags[dataset] = bool((codes["query_labels"].sum(1) > 1).any()
-                                  or (codes["database_labels"].sum(1) > 1).any())
+            found = first_codes(finished, codes_of)
+            flags[dataset] = found is not None and bool((found[1]["query_labels"].sum(1) > 1).any()
+                                                        or (found[1]["database_labels"].sum(1) > 1).any())
     return flags
 
 
@@ -167,9 +178,10 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     out.mkdir(parents=True, exist_ok=True)
     untagged = records[records["tag"].isna()]
     raw = {str(folder): record for folder, record in found}
-    multi_label = multi_label_by_dataset(records, raw)
-    write = partial(write_tables, out=out, ties=ties, floors=random_code_floors(records), multi_label=multi_label,
-                    config=config)
+    codes_of = CodesReader()  # damaged codes: one warning each, and the run is left out of what needs them
+    multi_label = multi_label_by_dataset(records, raw, codes_of)
+    write = partial(write_tables, out=out, ties=ties, floors=random_code_floors(records, codes_of),
+                    multi_label=multi_label, config=config)
     tables: list[Path] = []
     supervised = untagged["supervised"].fillna(True).astype(bool)
     if supervised.any():
@@ -197,8 +209,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     from hashbench.analysis.retrieval_examples import write_retrieval_figures
 
     drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits,
-                          tsne_methods=tsne_methods) if figures else []
-    retrievals, missing_images = write_retrieval_figures(untagged, raw, out) if figures else ([], [])
+                          tsne_methods=tsne_methods, codes_of=codes_of) if figures else []
+    retrievals, missing_images = write_retrieval_figures(untagged, raw, out, codes_of) if figures else ([], [])
     sections = [f"# hashbench report\n\nGenerated on {date.today().isoformat()} by {markdown_code(command)} "
                 f"from {len(records)} run records in {markdown_code(results_root)} "
                 f"({(records['status'] == 'done').sum()} finished).\n",

@@ -25,7 +25,7 @@ from hashbench.analysis.figures import save_figure
 from hashbench.data.datasets import HashingDataset
 from hashbench.deploy.index import BinaryIndex
 from hashbench.deploy.search import item_pixels, run_dataset
-from hashbench.results import load_codes, slug
+from hashbench.results import CodesLoader, load_codes, slug
 from hashbench.validation import HashbenchError
 
 QUERIES = 4
@@ -80,9 +80,10 @@ def retrieval_figure(dataset: HashingDataset, codes_of: dict[str, dict[str, np.n
     return fig
 
 
-def write_retrieval_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path) -> tuple[list[Path], list[str]]:
+def write_retrieval_figures(records: pd.DataFrame, raw: dict[str, dict], out: Path,
+                            codes_of: CodesLoader = load_codes) -> tuple[list[Path], list[str]]:
     """The figures (PNG and PDF under ``figures/``), and a line for each (dataset, bits) whose
-    images could not be loaded."""
+    images could not be loaded; a run whose codes ``codes_of`` skips is left out."""
     written: list[Path] = []
     notes: list[str] = []
     datasets: dict[str, HashingDataset | str] = {}
@@ -103,7 +104,10 @@ def write_retrieval_figures(records: pd.DataFrame, raw: dict[str, dict], out: Pa
         if isinstance(dataset, str):
             notes.append(f"{name}, {bits} bits: no retrieval examples, the images are not available ({dataset}).")
             continue
-        codes_of = {method: load_codes(Path(first[method])) for method in methods}
-        fig = retrieval_figure(dataset, codes_of, f"Top-{TOPK} retrievals ({name}, {bits} bits; green: relevant)")
+        loaded = {method: codes_of(Path(first[method])) for method in methods}
+        loaded = {method: codes for method, codes in loaded.items() if codes is not None}
+        if not loaded:
+            continue
+        fig = retrieval_figure(dataset, loaded, f"Top-{TOPK} retrievals ({name}, {bits} bits; green: relevant)")
         written += save_figure(fig, out / "figures", slug(f"retrieval_{name}_{bits}"))
     return written, notes

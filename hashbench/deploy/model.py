@@ -35,7 +35,7 @@ from hashbench.data.datasets import HashingDataset
 from hashbench.data.images import FileImages, ImageTransform, TensorImages
 from hashbench.method import HashMethod, create_method
 from hashbench.models.backbones import Backbone, build_backbone
-from hashbench.results import MODEL, read_record
+from hashbench.results import MODEL, check_artifact, read_record
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
 
@@ -213,8 +213,10 @@ def build_model(payload: dict[str, Any]) -> HashModel:
 
 
 def load_model(folder: Path) -> HashModel:
-    """The trained hash function of the run in ``folder`` (``weights_only=True``)."""
+    """The trained hash function of the run in ``folder`` (``weights_only=True``), its file
+    checked against the size and sha256 the record states before it is read."""
     path = artifact_path(folder)
+    check_artifact(path, read_record(folder)["artifacts"]["model"])
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file

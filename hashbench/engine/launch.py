@@ -10,6 +10,7 @@ submissions share from training twice.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from hashbench.data.check import screen_for_run
 from hashbench.data.datasets import HashingDataset, LoadOptions, load_dataset
 from hashbench.engine.runner import RunOutcome, execute
 from hashbench.registry import METHODS
-from hashbench.results import read_record
+from hashbench.results import DamagedRecordError, read_record
 from hashbench.validation import HashbenchError
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
@@ -52,6 +53,14 @@ def run_job(config: RunConfig, results_root: str, force: bool) -> RunOutcome:
     return outcome
 
 
+def recorded_done(folder: Path) -> bool:
+    """Whether the run in ``folder`` has a record that says ``done`` (a damaged one does not: its job reports it)."""
+    try:
+        return (read_record(folder) or {}).get("status") == "done"
+    except DamagedRecordError:
+        return False
+
+
 def submit(configs: Iterable[RunConfig], results_root: Path, *, launcher: str, options: ClusterOptions,
            force: bool, report: Callable[[RunConfig, RunOutcome], None]) -> list[RunOutcome]:
     """Submit every unfinished run as one job of an array, wait, and report each outcome."""
@@ -59,7 +68,7 @@ def submit(configs: Iterable[RunConfig], results_root: Path, *, launcher: str, o
         import submitit
     except ImportError:
         raise HashbenchError("launcher slurm needs submitit: pip install 'hashbench[cluster]'") from None
-    pending = [c for c in configs if force or (read_record(c.folder(results_root)) or {}).get("status") != "done"]
+    pending = [c for c in configs if force or not recorded_done(c.folder(results_root))]
     if not pending:
         return []
     executor = submitit.AutoExecutor(folder=results_root / ".submitit",
@@ -77,7 +86,8 @@ def submit(configs: Iterable[RunConfig], results_root: Path, *, launcher: str, o
             outcome = job.result()
         except Exception as err:  # the job died (killed, out of memory, node failure)
             outcome = RunOutcome(config, config.folder(results_root), "failed", reason=f"job {job.job_id}: {err}")
-        outcome.record = read_record(outcome.folder)
+        with contextlib.suppress(DamagedRecordError):  # the job's failure says so
+            outcome.record = read_record(outcome.folder)
         report(config, outcome)
         outcomes.append(outcome)
     return outcomes

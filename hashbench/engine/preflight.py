@@ -5,6 +5,7 @@ made under another config) stops the whole command in one line instead."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,11 @@ from hashbench.data.check import screen_for_run
 from hashbench.data.datasets import HashingDataset
 from hashbench.engine.distributed import World
 from hashbench.engine.launch import load_run_dataset
+from hashbench.engine.runner import data_digest
 from hashbench.engine.tracking import require_tensorboard
-from hashbench.models.backbones import build_backbone
+from hashbench.models.backbones import RANDOM_INIT, build_backbone
 from hashbench.registry import METHODS
-from hashbench.results import read_record
+from hashbench.results import DamagedRecordError, read_record
 from hashbench.validation import HashbenchError
 
 
@@ -26,19 +28,29 @@ def data_key(config: RunConfig) -> tuple[Any, ...]:
             config.allow_outside_root)
 
 
-def describe_setup(config: RunConfig) -> str:
-    """The line each dataset's runs are announced with: backbone, weights, image size, mode."""
-    size = f"{config.image_size} px" if config.image_size else "the weights' image size"
+def describe_setup(config: RunConfig, weights: str | None, image_size: int) -> str:
+    """What a run trains with, as its record will state it: ``weights`` and ``image_size``
+    are those of the backbone its config builds."""
     mode = "frozen backbone (cached features)" if config.frozen_backbone else f"fine-tuned, augment {config.augment}"
-    weights = config.weights_path or config.weights or "random init"
-    return f"{config.dataset}: backbone {config.backbone} ({weights}), {size}, {mode}"
+    return (f"{config.dataset}: backbone {config.backbone} ({weights or RANDOM_INIT}), "
+            f"{config.image_size or image_size} px, {mode}")
 
 
-def refuse_other_config(config: RunConfig, root: Path) -> None:
-    """A finished record made with another config is never reused or replaced silently."""
-    record = read_record(config.folder(root))
+def refuse_other_config(config: RunConfig, root: Path, digest: str) -> None:
+    """A finished record made with another config, or on other data (``digest``, the
+    :func:`~hashbench.engine.runner.data_digest` of the dataset now), is never reused or
+    replaced silently. A damaged record is left to the run, which reports it."""
+    try:
+        record = read_record(config.folder(root))
+    except DamagedRecordError:
+        return
     if record is None or record.get("status") != "done" or "config" not in record:
         return
+    stored_digest = (record.get("protocol") or {}).get("data_digest")
+    if stored_digest is not None and stored_digest != digest:
+        raise HashbenchError(f"{config.folder(root)} holds a finished run made on other data (data: {stored_digest} "
+                             f"-> {digest}: the dataset's labels, split or lists changed); --force replaces it "
+                             "(the old record is archived), or use another --results")
     if record.get("fingerprint", config_fingerprint(record["config"])) == config.fingerprint():
         return
     wanted, stored = flat_config(config.as_dict()), flat_config(record["config"])
@@ -48,11 +60,18 @@ def refuse_other_config(config: RunConfig, root: Path) -> None:
                          "--force replaces it (the old record is archived), or use --set tag=NAME or another --results")
 
 
-def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World, warn: Callable[[str], None]
-              ) -> dict[tuple[Any, ...], HashingDataset]:
-    """Check every run of a command before any trains; return the loaded datasets by
-    :func:`data_key`. Data no run means anything on is refused; what is only suspect is passed
-    to ``warn`` once per dataset."""
+@dataclass
+class Ready:
+    """What the checks leave for the runs: the loaded datasets by :func:`data_key`, and one line
+    per distinct setup (:func:`describe_setup`)."""
+
+    datasets: dict[tuple[Any, ...], HashingDataset]
+    setups: list[str]
+
+
+def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World, warn: Callable[[str], None]) -> Ready:
+    """Check every run of a command before any trains. Data no run means anything on is refused;
+    what is only suspect is passed to ``warn`` once per dataset."""
     if any(config.tensorboard for config in jobs):
         require_tensorboard()
     for config in jobs:  # each rank trains on an equal share of every batch
@@ -72,10 +91,16 @@ def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World, w
             screen_for_run(loaded[key], supervised=method.supervised)
         screened.add((*key, method.supervised))
         method.check_setup(bits=config.bits, num_classes=loaded[key].num_classes, params=config.hparams)
+        if config.validation:  # too many held-out items is an error of the command, not of each run
+            loaded[key].holdout(config.validation)
     if not force:
+        digests = {key: data_digest(dataset) for key, dataset in loaded.items()}
         for config in jobs:
-            refuse_other_config(config, root)
+            refuse_other_config(config, root, digests[data_key(config)])
     # Unknown names, missing or ill-fitting weights are errors of the whole command, not of every run.
-    for backbone, weights, weights_path in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs}, key=str):
-        build_backbone(backbone, weights, weights_path)
-    return loaded
+    built = {}  # what each backbone's record will state: its weights and image size
+    for setup in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs}, key=str):
+        backbone = build_backbone(*setup)
+        built[setup] = (backbone.weights, backbone.image_size)
+    setups = [describe_setup(c, *built[(c.backbone, c.weights, c.weights_path)]) for c in jobs]
+    return Ready(loaded, list(dict.fromkeys(setups)))

@@ -16,7 +16,10 @@ uninterrupted run would see; on the CPU the result is bit-identical.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import inspect
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -47,13 +50,15 @@ from hashbench.results import (
     CHECKPOINT,
     LOG,
     SCHEMA_VERSION,
+    DamagedRecordError,
     archive_previous,
     read_record,
     save_codes,
     versions,
     write_record,
 )
-from hashbench.validation import HashbenchError, NonFiniteLossError
+from hashbench.storage import remove_orphan_temporaries
+from hashbench.validation import DegenerateCodesError, HashbenchError, NonFiniteLossError, NonFiniteOutputError
 
 EVAL_BATCH = 256
 
@@ -68,6 +73,40 @@ def resolve_device(name: str) -> torch.device:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
+
+
+def _float_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """The floating-point tensors in a method's output: a tensor, or a dataclass, dict, list or tuple of them."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            yield value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from _float_tensors(getattr(value, item.name))
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _float_tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _float_tensors(item)
+
+
+def all_finite(value: Any) -> bool:
+    """Whether every floating-point tensor in ``value`` holds finite numbers only (one device sync)."""
+    flags = [torch.isfinite(tensor).all() for tensor in _float_tensors(value)]
+    return not flags or bool(torch.stack(flags).all())
+
+
+def data_digest(dataset: HashingDataset) -> str:
+    """A digest of the data a run is made on: labels, class names, split and, for list files,
+    the lists' digest that ``source`` states; no path or file time, so the same data in
+    another folder matches (the record's ``protocol.data_digest``)."""
+    sha = hashlib.sha256()
+    labels = dataset.labels.numpy()
+    sha.update(f"{labels.shape}|{dataset.class_names}|{dataset.split.digest()}|".encode())
+    sha.update(np.ascontiguousarray(labels).tobytes())
+    sha.update("|".join(re.findall(r"\(lists ([0-9a-f]+)", dataset.source)).encode())
+    return sha.hexdigest()[:16]
 
 
 class Encoder(nn.Module):
@@ -140,20 +179,26 @@ class Model(nn.Module):
 def encode(encoder: Encoder, method: HashMethod, indices: np.ndarray, ranks: World, *, desc: str = "encode",
            show_progress: bool = False) -> np.ndarray:
     """Binary codes (bool, (N, bits)) of the items at ``indices``; with several ranks each
-    encodes every N-th batch item and the codes are gathered."""
+    encodes every N-th batch item and the codes are gathered. Continuous codes that are not
+    finite are an error (``NaN >= 0`` would quietly give a bit), found alike on every rank:
+    each row carries its finiteness through the gathering."""
     encoder.eval()
     method.eval()
     out, where = [], []
     bar = progress(len(indices), desc=desc, unit="img", enabled=show_progress and ranks.is_main)
     for inputs, positions in encoder.batches(indices, batch_size=EVAL_BATCH, shard=(ranks.rank, ranks.size)):
-        out.append((method.codes(method(encoder.features(inputs, train=False))) >= 0).cpu())
+        codes = method.codes(method(encoder.features(inputs, train=False)))
+        out.append(torch.cat([codes >= 0, torch.isfinite(codes).all(1, keepdim=True)], 1).cpu())
         where.append(positions)
         bar.update(len(positions) * ranks.size)
     bar.close()
-    codes = torch.cat(out).numpy()
-    if not ranks.active:
-        return codes
-    return gather_rows(codes, torch.cat(where).numpy(), len(indices))
+    rows = torch.cat(out).numpy()
+    if ranks.active:
+        rows = gather_rows(rows, torch.cat(where).numpy(), len(indices))
+    if not rows[:, -1].all():
+        raise NonFiniteOutputError(f"non-finite model output for {int((~rows[:, -1]).sum())} of {len(rows)} "
+                                   f"items ({desc})")
+    return np.ascontiguousarray(rows[:, :-1])
 
 
 class RunLog:
@@ -199,6 +244,7 @@ class TrainingRun:
     tracker: Tracker = field(default_factory=Tracker)  # TensorBoard with tensorboard=true, else a no-op
     # frozen runs: the standardisation of the cached features, (mean, std + 1e-6), kept with the model
     feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    data_digest: str | None = None  # of the dataset as loaded, before any validation holdout (data_digest)
 
 
 def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingRun:
@@ -225,6 +271,10 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
         t0 = time.perf_counter()
         source, from_cache = cached_features(protocol_dataset, config.backbone, backbone, transform, device=device,
                                              num_workers=config.num_workers, progress=config.progress)
+        if not bool(torch.isfinite(source).all()):
+            bad = int((~torch.isfinite(source).all(1)).sum())
+            raise NonFiniteOutputError(f"non-finite backbone features for {bad} of {len(source)} items "
+                                       f"({'from the feature cache' if from_cache else 'just extracted'})")
         if config.standardize_features:
             train_rows = source[torch.as_tensor(dataset.split.train)]
             feature_stats = (train_rows.mean(0), train_rows.std(0) + 1e-6)
@@ -247,7 +297,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     run = TrainingRun(config=config, folder=folder, dataset=dataset, ranks=ranks, device=device, backbone=backbone,
                       transform=transform, encoder=encoder, method=method, optimizer=optimizer, scheduler=scheduler,
                       train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing,
-                      feature_stats=feature_stats)
+                      feature_stats=feature_stats, data_digest=data_digest(protocol_dataset))
     checkpoint = folder / CHECKPOINT
     if checkpoint.exists() and not method.closed_form:  # a closed-form fit takes no checkpoint
         state = load_checkpoint(checkpoint, config.fingerprint())
@@ -297,6 +347,8 @@ def _train_epoch(run: TrainingRun, epoch: int) -> dict[str, float]:
         index = positions.to(run.device)
         if run.ranks.active:  # the loss sees the global batch (see hashbench.engine.distributed)
             output, index = gather_with_grad(output), gather_with_grad(index)
+        if not all_finite(output):  # checked before the loss, which may fail on it in its own words
+            raise NonFiniteOutputError(f"non-finite model output at step {run.step} (epoch {epoch})")
         labels = None if run.train_labels is None else run.train_labels[index]
         losses = method.loss(output, labels=labels, index=index, step=run.step)
         total = losses["loss"]
@@ -393,6 +445,7 @@ def validation_map(run: TrainingRun) -> float | None:
 class Evaluation:
     metrics: dict[str, Any]
     curves: dict[str, Any]
+    codes: dict[str, Any]  # the record's artifacts.codes: file, bytes, sha256
 
 
 def record_metrics(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, topk: int
@@ -417,16 +470,19 @@ def evaluate_run(run: TrainingRun) -> Evaluation | None:
     run.timing["encode_s"] = time.perf_counter() - t0
     if not run.ranks.is_main:
         return None
+    if len(db_codes) > 1 and bool((db_codes == db_codes[0]).all()):
+        raise DegenerateCodesError(f"degenerate codes: all {len(db_codes)} database items have the same code")
     query_labels, db_labels, topk = relevance(run)
     t0 = time.perf_counter()
     metrics, result = record_metrics(query_codes, db_codes, query_labels, db_labels, topk)
     run.timing["eval_s"] = time.perf_counter() - t0
     run.log(f"mAP@{topk} = {metrics[f'map@{topk}']:.4f} (ties by index), "
             f"{metrics[f'map_expected@{topk}']:.4f} (expected over tie orders)")
-    save_codes(run.folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
-               database_labels=db_labels, query_index=split.query, database_index=split.database,
-               train_index=split.train)
-    return Evaluation(metrics, {"radius_precision": result.radius_precision, "radius_recall": result.radius_recall})
+    codes = save_codes(run.folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
+                       database_labels=db_labels, query_index=split.query, database_index=split.database,
+                       train_index=split.train)
+    return Evaluation(metrics, {"radius_precision": result.radius_precision, "radius_recall": result.radius_recall},
+                      codes)
 
 
 def make_record(config: RunConfig, *, status: str, reason: str | None = None, run: TrainingRun | None = None,
@@ -452,7 +508,7 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
         record["reason"] = reason
     if run is not None:
         record.update(
-            protocol=run.dataset.protocol(),
+            protocol={**run.dataset.protocol(), "data_digest": run.data_digest},
             backbone={"name": config.backbone, "weights": run.backbone.weights,
                       "image_size": run.transform.image_size, "frozen": config.frozen_backbone,
                       "feature_dim": run.backbone.feature_dim, "augment": config.augment},
@@ -462,7 +518,7 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
         )
     if evaluation is not None:
         record["protocol"]["topk"] = evaluation.metrics["topk"]
-        record.update(metrics=evaluation.metrics, curves=evaluation.curves)
+        record.update(metrics=evaluation.metrics, curves=evaluation.curves, artifacts={"codes": evaluation.codes})
     return record
 
 
@@ -475,53 +531,76 @@ class RunOutcome:
     reason: str | None = None
 
 
+def _record_done(run: TrainingRun, evaluation: Evaluation) -> dict[str, Any]:
+    """Keep the model (or drop an older one) and write the finished run's record."""
+    config, folder = run.config, run.folder
+    record = make_record(config, status="done", run=run, evaluation=evaluation, timing=run.timing)
+    if config.keep_model:  # the trained hash function, for export and search (hashbench.deploy)
+        record["artifacts"]["model"] = keep_model(run).as_dict()
+    else:  # a model left by an earlier run of this folder is not this run's
+        (folder / MODEL).unlink(missing_ok=True)
+    write_record(folder, record)
+    return record
+
+
 def _train_and_record(config: RunConfig, folder: Path, dataset: HashingDataset) -> RunOutcome:
-    """build -> fit -> evaluate -> record; any failure is recorded as ``failed`` with a
-    one-line reason (the traceback of an unexpected error goes to ``log.txt``)."""
+    """build -> fit -> evaluate -> record; any failure (writing the results included: a full
+    disk) is recorded as ``failed`` with a one-line reason (the traceback of an unexpected
+    error goes to ``log.txt``), or, when even that cannot be written, said in the reason."""
     ranks = world()
     run: TrainingRun | None = None
+    record = None
     try:
         run = build(config, folder, dataset)
         fit(run)
         evaluation = evaluate_run(run)
         if evaluation is not None:
             run.tracker.final(run.step, evaluation.metrics)
+            record = _record_done(run, evaluation)
     except Exception as err:  # a failed run must not stop the grid
         expected = isinstance(err, HashbenchError)
         first_line = (str(err).splitlines() or [""])[0]
         reason = first_line if expected else f"{type(err).__name__}: {first_line}"
         if ranks.is_main:
-            log = RunLog(folder)
-            log(f"failed: {reason}")
-            if not expected:
-                log(traceback.format_exc())
-            write_record(folder, make_record(config, status="failed", reason=reason, run=run,
-                                             timing=run.timing if run else None))
+            try:
+                log = RunLog(folder)
+                log(f"failed: {reason}")
+                if not expected:
+                    log(traceback.format_exc())
+                write_record(folder, make_record(config, status="failed", reason=reason, run=run,
+                                                 timing=run.timing if run else None))
+            except (OSError, HashbenchError) as unwritten:  # a full disk takes the failure's record too
+                reason += f" (the failure could not be recorded: {(str(unwritten).splitlines() or [''])[0]})"
         return RunOutcome(config, folder, "failed", reason=reason)
     finally:
         if run is not None:
             run.tracker.close()
-    if not ranks.is_main:
-        return RunOutcome(config, folder, "done")
-    record = make_record(config, status="done", run=run, evaluation=evaluation, timing=run.timing)
-    if config.keep_model:  # the trained hash function, for export and search (hashbench.deploy)
-        record["artifacts"] = {"model": keep_model(run).as_dict()}
-    else:  # a model left by an earlier run of this folder is not this run's
-        (folder / MODEL).unlink(missing_ok=True)
-    write_record(folder, record)
-    if not config.keep_checkpoint:
+    if ranks.is_main and not config.keep_checkpoint:
         (folder / CHECKPOINT).unlink(missing_ok=True)
     return RunOutcome(config, folder, "done", record)
 
 
-def execute(config: RunConfig, results_root: Path, dataset: HashingDataset, *, force: bool = False) -> RunOutcome:
-    """Run one configuration unless its record says it is done (``force`` reruns it,
-    archiving the old record and dropping any checkpoint) or another process holds its
-    claim (status ``busy``)."""
-    folder = config.folder(results_root)
-    existing = read_record(folder)
+def _settled(config: RunConfig, folder: Path, force: bool) -> RunOutcome | None:
+    """The outcome of a run its folder's record settles: done (``skipped``), or damaged
+    (``failed``: it is never overwritten silently); None when the run is to train."""
+    try:
+        existing = read_record(folder)
+    except DamagedRecordError as err:
+        return None if force else RunOutcome(config, folder, "failed",
+                                             reason=f"{err}; --force archives it and reruns the run")
     if existing is not None and existing.get("status") == "done" and not force:
         return RunOutcome(config, folder, "skipped", existing)
+    return None
+
+
+def execute(config: RunConfig, results_root: Path, dataset: HashingDataset, *, force: bool = False) -> RunOutcome:
+    """Run one configuration unless its record says it is done (``force`` reruns it,
+    archiving the old record and dropping any checkpoint), its record is damaged (``failed``
+    unless ``force``) or another process holds its claim (status ``busy``). Temporary files
+    that killed writes left in the folder are removed once the claim is held."""
+    folder = config.folder(results_root)
+    if (settled := _settled(config, folder, force)) is not None:
+        return settled
     ranks = world()
     with Claim(folder) if ranks.is_main else contextlib.nullcontext() as claim:
         acquired = claim.acquired if ranks.is_main else None
@@ -529,11 +608,12 @@ def execute(config: RunConfig, results_root: Path, dataset: HashingDataset, *, f
             acquired = broadcast(acquired)
         if not acquired:
             return RunOutcome(config, folder, "busy", reason=f"claimed by another process ({folder / CLAIM})")
-        existing = read_record(folder)  # it may have finished while we waited for the claim
-        if existing is not None and existing.get("status") == "done" and not force:
-            return RunOutcome(config, folder, "skipped", existing)
+        if (settled := _settled(config, folder, force)) is not None:  # it may have finished meanwhile
+            return settled
         if ranks.is_main and claim.recovered:
             RunLog(folder)("recovered a stale claim left by a dead process")
+        if ranks.is_main and (orphans := remove_orphan_temporaries(folder)):
+            RunLog(folder)(f"removed temporary files of killed writes: {', '.join(p.name for p in orphans)}")
         if force and ranks.is_main:
             archive_previous(folder)
             with contextlib.suppress(FileNotFoundError):
