@@ -145,7 +145,7 @@ def given(name: str) -> bool:
 #: The options of ``run`` and ``config show``: which runs, configured how.
 RUN_SELECTION = [
     click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
-                 help="An experiment file (TOML: grids, [set], [method.NAME] tables; see the README); options "
+                 help="An experiment file (TOML: grids, [set], [method.NAME] tables; see docs/guide.md); options "
                       "given on the command line override it."),
     click.option("--grid", "grid_names", default=None, metavar="NAMES",
                  help="Only these [[grid]] tables of --config (comma-separated; default: all, in file order)."),
@@ -460,7 +460,7 @@ def data_group() -> None:
 @data_group.command("prepare")
 @click.argument("preset", type=click.Choice(list(LIST_PRESETS)))
 @click.option("--from", "raw", required=True, type=click.Path(file_okay=False),
-              help="The official release, unpacked (see the README's Datasets section for each layout).")
+              help="The official release, unpacked (see docs/datasets.md for each layout).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for train.txt, test.txt, database.txt and dataset.json.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query and training draws.")
