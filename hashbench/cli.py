@@ -376,7 +376,7 @@ def data_group() -> None:
 @data_group.command("prepare")
 @click.argument("preset", type=click.Choice(list(LIST_PRESETS)))
 @click.option("--from", "raw", required=True, type=click.Path(file_okay=False),
-              help="The official release, unpacked (see the README's Datasets section for each layout).")
+              help="The official release, unpacked (see docs/datasets.md for each layout).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder for train.txt, test.txt, database.txt and dataset.json.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the query and training draws.")

@@ -47,6 +47,7 @@ class CE(CodeClassifier):
     """The cross-entropy baseline: tanh hash layer, linear classifier on its output."""
 
     summary = "CE (baseline, as in FIRe's benchmark): tanh hash layer + linear classifier, cross-entropy"
+    paper = "the FIRe benchmark's baseline"
     multi_label_loss = choice("bce", MULTI_LABEL_LOSSES, help="loss on multi-label data")
     head = head_param("linear")
     train_defaults: ClassVar[dict[str, Any]] = {
@@ -57,6 +58,15 @@ class CE(CodeClassifier):
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {
         "cifar10*": {"augment": "flip_jitter"}, "nuswide*": {"augment": "random_crop_flip"},
     }
+    fidelity = (
+        ("Linear(d, q) without bias, activation, Linear(q, C); cross-entropy; Adam 1e-4, wd 5e-4, backbone x0.1, 100 "
+         "ep, x0.1 at 80% (CISiPLab/cisip-FIRe `configs/templates/ce.yaml`, `train.py`)",
+         "tanh activation (FIRe's `hash_fc_output: tanh`; its default is the identity)",
+         "multi-label: per-class BCE by default (`multi_label_loss=softmax` is FIRe's)"),
+        ("the reference always fine-tunes",
+         "cached features: 30 epochs",
+         "best of the validation curve (32 bits: 54.4 at 25 and 30)"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -72,6 +72,7 @@ class CSQ(HashMethod):
 
     family = "center"
     summary = "CSQ (Yuan et al., CVPR 2020): Hadamard hash centers + BCE + quantization"
+    paper = "Yuan et al., CVPR 2020"
     center_weight = real(1.0, 0.0)
     pairwise_weight = real(0.0, 0.0)
     pairwise_imbalance = real(1.0, 0.0, open_low=True)
@@ -91,6 +92,24 @@ class CSQ(HashMethod):
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 2, "lr_step": 10}
     dataset_defaults: ClassVar[dict[str, dict[str, Any]]] = {"coco": {"backbone_lr_mult": 0.05},
                                                             "nuswide*": {"backbone_lr_mult": 0.05}}
+    fidelity = (
+        ("head Linear(d,d)-ReLU-Dropout(0.5)-Linear(d,d)-ReLU-Linear(d,q)-Tanh (`network.py`)",
+         "`head=mlp` (default)",
+         "AlexNet's head has no dropout in the reference; hashbench uses one trunk; `head=linear` is "
+         "DeepHash-pytorch's head"),
+        ("Hadamard centers for c <= 2q, else random balanced centers (min distance 20 / mean 32 at 64 bits, notebook); "
+         "multi-label center = sign of mean, ties from one random vector (`train.py`)",
+         "same; random centers at min distance q/4, refused up front when impossible",
+         "the notebook's thresholds are for 64 bits only"),
+        ("Adam 1e-3, no wd, backbone x0.01 (x0.05 COCO/NUS), batch 64, 90 ep, x0.7 / 10, lambda_q 0.05 (ResNet), "
+         "pairwise 0 (README); resize 255, RandomResizedCrop 224, flip",
+         "same",
+         "none"),
+        ("the reference always fine-tunes",
+         "cached features: 2 epochs, lr step 10",
+         "the best point of the validation curve (53.0 / 54.2 at 16 / 32 bits): the MLP head over-fits "
+         "from epoch 2 on"),
+    )
 
     @classmethod
     def check_setup(cls, *, bits: int, num_classes: int, params: dict[str, Any]) -> None:

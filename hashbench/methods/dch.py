@@ -85,6 +85,7 @@ class DCH(HashMethod):
 
     family = "pairwise"
     summary = "DCH (Cao et al., CVPR 2018): weighted Cauchy cross-entropy on Hamming-distance proxies + quantization"
+    paper = "Cao et al., CVPR 2018"
     gamma = real(20.0, 0.0, open_low=True, help="scale of the Cauchy distribution")
     quantization_weight = real(0.1, 0.0, help="lambda, weight of the Cauchy quantization loss")
     distance = choice("cosine", DISTANCES, help="cosine: q/2 (1 - cos), the paper's; euclidean: ||u_i - u_j||^2")
@@ -98,6 +99,19 @@ class DCH(HashMethod):
     # of cifar10, 32 bits, seed 0) mAP is 57.5 at 10 epochs (best 57.7 at 9; 56.0 at 30, 53.7 at 120),
     # so the recipe stops at 10.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 10}
+    fidelity = (
+        ("d = q/2 (1 - cos), Cauchy cross-entropy, similar pairs weighed B^2/|S1|, averaged over off-diagonal pairs, "
+         "gamma 20 (thulab/DeepHash `model/dch/dch.py`, `examples/dch/train_val_script.py`)",
+         "same; `distance=euclidean` is the example script's path",
+         "lambda 0.1 and the Cauchy quantization loss are the paper's / DeepHash-pytorch's: the authors' script "
+         "defaults its quantization weight to 0"),
+        ("DeepHash-pytorch `DCH.py`: self-pairs in the mean; dissimilar pairs weighed |S|/|S0|",
+         "self-pairs excluded; dissimilar weight 1",
+         "follows the authors' code"),
+        ("the reference always fine-tunes",
+         "cached features: 10 epochs",
+         "the head over-fits after 10 epochs (validation curve, 32 bits: 57.5 at 10, best 57.7 at 9, 56.0 at 30)"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -85,6 +85,7 @@ class DFH(CodeMemory):
 
     family = "center"
     summary = "DFH (Li et al., BMVC 2019): margin pairwise likelihood + discrete codes and class centers"
+    paper = "Li et al., BMVC 2019"
     margin = real(3.0, 0.0, help="m, the push margin of the pairwise term (0: no margin)")
     eta = real(0.5, 0.0, help="weight of the quantization term")
     mu = real(1.0, 0.0, help="weight of the class centers in the B-step")
@@ -99,6 +100,23 @@ class DFH(CodeMemory):
     # training items of cifar10, 32 bits, seed 0) mAP is best from 10 to 16 epochs (56.4 at 10,
     # 56.0-56.4 to 16) and falls slowly after (55.9 at 30, 54.8 at 90), so the recipe stops at 10.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 10}
+    fidelity = (
+        ("memory U of all training outputs, theta = u_i^T u_j / 2, pairwise term averaged over B x n (`Main.py`, "
+         "`models/DFH_loss.py`)",
+         "same",
+         "the references clamp theta to [-100, 50]; a stable softplus needs no clamp"),
+        ("margin term (1-s) log(1+e^(m+theta)) + s log(1+e^(m-theta)); the authors' `Main.py` runs m = 0 (margin line "
+         "commented out), DeepHash-pytorch's `DFH.py` (which the authors' README points to) m = 3",
+         "m = 3 (`margin=0`: the authors' script)",
+         "the margin is the paper's \"push\""),
+        ("B = sign(mu C y + u), y / label count; discrete C-step, one cyclic pass per batch, centers from 0 "
+         "(`Main.py`, `center.py`)",
+         "same; mu = 1, nu = 1, eta = 0.5",
+         "sign(0) = +1; the relaxed C-step is not offered"),
+        ("the reference always fine-tunes",
+         "cached features: 10 epochs",
+         "best on the validation curve (32 bits: 56.4 at 10; 55.9 at 30)"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -52,6 +52,7 @@ class DPSH(HashMethod):
 
     family = "pairwise"
     summary = "DPSH (Li et al., IJCAI 2016): pairwise likelihood on inner products + quantization"
+    paper = "Li et al., IJCAI 2016"
     eta = real(50.0, 0.0, help="weight of the quantization term")
     pairs = choice("memory", ("memory", "batch"))
     head = head_param("linear")
@@ -64,6 +65,26 @@ class DPSH(HashMethod):
     # the cached-feature recipe is four times longer; its validation curve
     # (benchmarks/validation_curves.py) is flat from 100 to 360 epochs.
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 120, "lr_step": 80}
+    fidelity = (
+        ("theta = u_i^T u_j / 2, memory U of all training outputs updated before the loss, both terms / (n x B) "
+         "(`DPSH_CIFAR_10.py`)",
+         "same (`pairs=memory`)",
+         "none"),
+        ("eta = 50 in the main block, 10 in the demo (`DPSH_CIFAR_10.py`, `DPSH_CIFAR_10_demo.py`)",
+         "50",
+         "the main script is the one behind the reference's README table"),
+        ("SGD lr 0.05, no momentum, wd 1e-5, batch 128, 150 ep, x0.1 / 50; resize 256 + center crop 224, no "
+         "augmentation",
+         "same; `augment=none`",
+         "test-time input is a plain resize to the backbone's size for every method (no center crop), so frozen "
+         "features are shared"),
+        ("DeepHash-pytorch `DPSH.py`: quantization averaged over the B x q entries, alpha 0.1",
+         "both terms / (n x B): quantization normalised per item, eta 50",
+         "follows the authors' code"),
+        ("the reference always fine-tunes",
+         "cached features: 120 epochs, lr step 80",
+         "validation curve flat from 100 to 360 epochs"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -108,6 +108,7 @@ class DTSH(CodeMemory):
 
     family = "pairwise"
     summary = "DTSH (Wang et al., ACCV 2016): triplet likelihood on inner products with a margin + quantization"
+    paper = "Wang et al., ACCV 2016"
     margin = real(None, 0.0, nullable=True, help="alpha, the triplet margin; none: bits / 2")
     eta = real(100.0, 0.0, help="weight of the quantization term (the paper's lambda)")
     triplets = choice("memory", TRIPLETS, help="memory: the reference's sampler (batch anchors, memory "
@@ -123,6 +124,18 @@ class DTSH(CodeMemory):
     # seed 0, up to 90 epochs): 46.7 at 30 epochs, 48.2 at 60, best 48.5 from 75: the recipe is 60 epochs
     # (within 0.3 point of the best; the lr steps every 20 as the reference's).
     frozen_train_defaults: ClassVar[dict[str, Any]] = {"epochs": 60}
+    fidelity = (
+        ("triplet likelihood sigmoid(theta_ij - theta_ik - q/2), theta = u^T u / 2, eta 100; anchors the batch, 50 "
+         "positives x 50 negatives per other class from a memory (`DTSH.m`, `tripletSampling.m`)",
+         "same (`triplets=memory`); `triplets=batch` is an in-batch form",
+         "the hand-written gradient is twice the objective's: the lr is doubled instead; bias init zero"),
+        ("DeepHash-pytorch `DTSH.py`: in-batch, the anchor its own positive (s_ii = 1), alpha 5, no 1/2",
+         "memory sampler by default; `triplets=batch` excludes j = i",
+         "follows the authors' code"),
+        ("the reference always fine-tunes",
+         "cached features: 60 epochs",
+         "validation curve (32 bits): 46.7 at 30, 48.2 at 60, best 48.5 from 75"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -109,6 +109,12 @@ class LSH(ProjectionHash):
     """LSH: signs of random Gaussian projections of the centred features."""
 
     summary = "LSH (Charikar, STOC 2002): signs of random Gaussian projections of centred features"
+    paper = "Charikar, STOC 2002"
+    fidelity = (
+        ("random hyperplanes; MATLAB baselines project uncentred data",
+         "centred on the training mean",
+         "every bit balanced in expectation"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -124,6 +130,12 @@ class PCAH(ProjectionHash):
     """PCAH: signs of the top-q principal projections."""
 
     summary = "PCAH (the PCA baseline of Gong & Lazebnik, CVPR 2011): signs of the top-q principal projections"
+    paper = "Gong & Lazebnik, CVPR 2011 (its PCA baseline)"
+    fidelity = (
+        ("the PCA step of `ITQ.m` (`[pc, l] = eigs(cov(X), bit)`), the ITQ paper's \"PCA-Direct\" baseline",
+         "sign of the top-q principal projections of the centred features; q above the feature width refused",
+         "none"),
+    )
 
     def fit(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
         self.check_width(features)
@@ -137,7 +149,13 @@ class ITQ(ProjectionHash):
     """ITQ: PCA, then the rotation that minimises the quantization loss ||B - VR||^2."""
 
     summary = "ITQ (Gong & Lazebnik, CVPR 2011): PCA + an orthogonal rotation minimising quantization loss"
+    paper = "Gong & Lazebnik, CVPR 2011"
     iterations = integer(50, 0, help="alternating B / rotation updates (the authors' n_iter)")
+    fidelity = (
+        ("`ITQ.m`/`compressITQ.m`: centre, PCA, random orthogonal init, B = sign(VR), R = U_A U_B^T",
+         "same; init from the run seed; q above the feature width refused",
+         "`for iter=0:n_iter` makes 51 updates; hashbench 50"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -160,6 +178,13 @@ class SH(ShallowHash):
     """Spectral Hashing: analytical eigenfunctions of a uniform distribution along PCA directions."""
 
     summary = "SH (Weiss et al., NeurIPS 2008): sinusoidal eigenfunctions along PCA directions, smallest eigenvalues"
+    paper = "Weiss et al., NeurIPS 2008"
+    fidelity = (
+        ("`trainSH.m`/`compressSH.m`: PCA, range min-eps / max+eps, modes up to ceil((q+1) R / maxR), constant mode "
+         "skipped, sin(pi/2 + k pi x / R)",
+         "same",
+         "none"),
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
