@@ -165,8 +165,8 @@ def method_page(name: str) -> str:
 
     parts.append("## Hyperparameters")
     if cls.params:
-        parts.append("Set with `--set name=value` (or in an experiment file's `[set]` / `[method.NAME]` tables); "
-                     "each value is checked before any run.")
+        parts.append("Set with `--set name=value` (or as a key of an experiment file, at its top level or in a "
+                     "`[method.NAME]` table); each value is checked before any run.")
         parts.append(table(("name", "default", "constraint", "help"),
                            [(f"`{key}`", f"`{value_text(param.default)}`", param.describe(), param.help)
                             for key, param in cls.params.items()]))

@@ -160,7 +160,7 @@ def command_line(values: dict[str, Any], assignments: tuple[str, ...]) -> Comman
     """What the user gave on the command line (options left at None were not given)."""
     given = {key: value for key, value in values.items() if value is not None}
     return CommandLine(
-        grid={key: GRID_KEYS[key].parse(key, given[key]) for key in GRID_KEYS if key in given},
+        grid={key: GRID_KEYS[key].parse(f"--{key}", given[key]) for key in GRID_KEYS if key in given},
         values={**{key: given[key] for key in CONFIG_OPTIONS if key in given}, **parse_assignments(assignments)},
         options={key: given[key] for key in RUN_OPTIONS if key in given})
 

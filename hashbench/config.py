@@ -205,7 +205,8 @@ def flat_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Provenance labels of the layers below the user's, lowest first (``hashbench config show``).
-RUNNER_DEFAULT, METHOD_RECIPE, DATASET, FROZEN_RECIPE = "runner default", "method recipe", "dataset", "frozen recipe"
+RUNNER_DEFAULT, METHOD_DEFAULT, METHOD_RECIPE, DATASET, FROZEN_RECIPE = (
+    "runner default", "method default", "method recipe", "dataset", "frozen recipe")
 COMMAND_LINE = "command line"
 
 
@@ -254,7 +255,7 @@ def resolve_with_sources(*, method: str, method_cls: Any, dataset: str, dataset_
     values = {key: param.default for key, param in CONFIG_PARAMS.items()}
     hparams = dict(method_cls.defaults)
     sources = {**dict.fromkeys(values, RUNNER_DEFAULT),
-               **{f"hparams.{key}": f"{RUNNER_DEFAULT} (method)" for key in hparams}}
+               **dict.fromkeys((f"hparams.{key}" for key in hparams), METHOD_DEFAULT)}
     users = [layer for layer in (file, Layer(COMMAND_LINE, dict(overrides))) if layer is not None]
     for_dataset = method_layers(method_cls, dataset)
     layers = [Layer(METHOD_RECIPE, method_cls.train_defaults), Layer(DATASET, dataset_defaults),

@@ -116,6 +116,8 @@ def _unknown(key: str, schema: Schema, where: str) -> str:
     allowed = [*schema.grid_keys, *schema.options, *CONFIG_KEYS]
     if key in GRID_OPTIONS:
         return f"{key} is a grid key: write {key}s = [...]"
+    if key == "force":
+        return "force is a command-line flag only (it replaces finished records)"
     close = difflib.get_close_matches(key, [*allowed, *hyperparameter_names()], n=2, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     return (f"unknown key {key!r}{where}{hint} (grid keys, run options, config keys and method hyperparameters "

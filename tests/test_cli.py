@@ -82,8 +82,8 @@ def test_force_archives_the_old_record(cli, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--methods", "csqq"], "unknown method 'csqq'; did you mean csq?"),
-    (["--methods", "csq", "--bits", "7"], "bits must be an integer in [8, 1024]; got 7"),
-    (["--methods", "csq", "--bits", "sixteen"], "bits must be an integer in [8, 1024]; got 'sixteen'"),
+    (["--methods", "csq", "--bits", "7"], "--bits must be an integer >= 8 and <= 1024; got 7"),
+    (["--methods", "csq", "--bits", "sixteen"], "--bits must be an integer >= 8 and <= 1024; got 'sixteen'"),
     (["--methods", ","], "--methods must name at least one item"),
     (["--methods", "csq", "--datasets", "cifar11"], "unknown dataset 'cifar11'"),
     (["--methods", "csq", "--datasets", "nuswide"], "or a folder as listfile:DIR"),
@@ -164,7 +164,8 @@ def test_list(cli):
     assert order == sorted(order)  # grouped by family
     datasets = cli("list", "datasets").output
     assert "digits" in datasets and "listfile:DIR" in datasets and "imagefolder:DIR" in datasets
-    assert "default: backbone mobilenet_v2 (IMAGENET1K_V1), image size 224" in datasets
+    assert "default model: backbone mobilenet_v2 (IMAGENET1K_V1), image size the weights' own" in datasets
+    assert "default model: backbone small_cnn (random init), image size 16" in datasets
     assert "mobilenet_v2" in cli("list", "backbones").output
 
 

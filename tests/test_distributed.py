@@ -32,14 +32,12 @@ name = "frozen"
 methods = ["csq", "dpsh", "itq", "lsh"]
 frozen_backbone = true
 epochs = 6
-[grid.set]
 head = "linear"
 
 [[grid]]
 name = "fine-tuned"
 methods = ["csq"]
 epochs = 4
-[grid.set]
 tag = "fine-tuned"
 """
 

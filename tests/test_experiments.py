@@ -36,8 +36,6 @@ methods = ["csq", "dpsh"]
 bits = [16]
 epochs = 2
 results = "{results}"
-
-[set]
 lr = 0.002
 
 [method.csq]
@@ -77,7 +75,7 @@ def test_a_config_file_and_the_same_flags_give_identical_records(cli, tmp_path, 
 
 
 def test_precedence_and_provenance(cli, tmp_path):
-    """file options < file [set] < file [method.X], a [[grid]]'s over the top level's, the command line over all."""
+    """file top level < a [[grid]]'s keys < file [method.X]; the command line over all."""
     config = write(tmp_path / "x.toml", """\
 methods = ["orthohash"]
 datasets = ["cifar10"]
@@ -85,8 +83,6 @@ bits = [16, 32]
 frozen_backbone = true
 epochs = 7
 batch_size = 64
-
-[set]
 weight_decay = 0.01
 
 [method.orthohash]
@@ -97,7 +93,6 @@ epochs = 9
 name = "a"
 batch_size = 32
 bits = [16]
-[grid.set]
 weight_decay = 0.02
 """)
     runs = show(cli, "--config", config, "--set", "lr=0.02", "--results", tmp_path / "r")
@@ -108,7 +103,7 @@ weight_decay = 0.02
         "epochs": (9, "file [method.orthohash]"),  # over the file's option and the frozen recipe's 4
         "hparams.margin": (0.4, "file [method.orthohash]"),  # over the recipe for cifar10*
         "batch_size": (32, "file [grid a]"),
-        "weight_decay": (0.02, "file [grid a] [set]"),
+        "weight_decay": (0.02, "file [grid a]"),
         "lr_step": (24, "frozen recipe"),
         "augment": ("flip_jitter", "method recipe for cifar10*"),
         "optimizer": ("adam", "method recipe"),
@@ -140,26 +135,29 @@ def test_config_show_without_a_file_shows_the_flags_runs(cli, tmp_path):
 
 
 BAD = [
-    ('methods = ["csq"]\n[set]\nlamda_q = 1\n', "x.toml: [set] unknown config key 'lamda_q'"),
+    ('methods = ["csq"]\nlamda_q = 1\n', "x.toml: unknown key 'lamda_q' at the top level"),
     ('methods = ["csq"]\nepoch = 3\n', "x.toml: unknown key 'epoch' at the top level; did you mean epochs?"),
-    ('methods = ["csq"]\nimage_size = 32\n', "x.toml: image_size is a config key"),
-    ('methods = ["csq"]\n[method.csq]\nalpha = 1\n', "x.toml: [method.csq] unknown config key 'alpha'"),
+    ('methods = ["csq"]\n[set]\nimage_size = 32\n', "x.toml: [set] is gone: its keys go at the top level"),
+    ('methods = ["csq"]\n[method.csq]\nalpha = 1\n', "x.toml: [method.csq] unknown key 'alpha' for csq"),
     ('methods = ["csq"]\n[method.csqq]\nhead = "mlp"\n', "x.toml: [method.csqq] unknown method 'csqq'"),
-    ('methods = ["csq"]\nepochs = "ten"\n', "x.toml: epochs must be an integer; got 'ten'"),
-    ('methods = ["csq"]\n[set]\nlr = "fast"\n', "x.toml: [set] lr must be a number; got 'fast'"),
-    ('methods = ["csq"]\n[set]\nlr = [1]\n', "x.toml: [set] lr must be a string, number or boolean"),
-    ('methods = ["csq"]\n[set]\nlr = -1\n', "x.toml: [set] lr must be a finite number > 0"),
-    ('methods = ["csq"]\n[set]\naugment = "rotate"\n', "x.toml: [set] augment must be one of"),
+    ('methods = ["csq"]\nepochs = "ten"\n', "x.toml: epochs must be an integer >= 1 and <= 100000; got 'ten'"),
+    ('methods = ["csq"]\nimage_size = "64"\n', "x.toml: image_size must be an integer >= 8 and <= 1024 or none; "
+                                                "got '64'"),
+    ('methods = ["csq"]\nlr = [1]\n', "x.toml: lr must be a finite number > 0; got [1]"),
+    ('methods = ["csq"]\nlr = -1\n', "x.toml: lr must be a finite number > 0"),
+    ('methods = ["csq"]\naugment = "rotate"\n', "x.toml: augment must be one of"),
     ('methods = ["mlh"]\n[method.mlh]\nlambda_center = -1\n',
      "x.toml: [method.mlh] lambda_center must be a finite number >= 0; got -1"),
-    ('methods = ["hashnet"]\n[set]\nalpha = "abc"\n', "x.toml: [set] hashnet: alpha must be a finite number > 0"),
-    ('methods = ["csq"]\n[[grid]]\nname = "a"\n[grid.set]\nepochs = 0\n',
-     "x.toml: [grid a] [set] epochs must be an integer in [1, 100000]; got 0"),
+    ('methods = ["hashnet"]\nalpha = "abc"\n', "x.toml: hashnet: alpha must be a finite number > 0"),
+    ('methods = ["csq"]\nalpha = 1\n', "x.toml: unknown config key 'alpha' for method csq"),
+    ('methods = ["csq"]\n[[grid]]\nname = "a"\nepochs = 0\n',
+     "x.toml: [grid a] epochs must be an integer >= 1 and <= 100000; got 0"),
     ('methods = ["csq"]\n[[grid]]\nname = "a"\nresults = "r"\n', "x.toml: [grid a] results says where every grid"),
-    ('methods = ["csq"]\nbits = [7]\n', "x.toml: bits must be an integer in [8, 1024]; got 7"),
+    ('methods = ["csq"]\nbits = [7]\n', "x.toml: bits must be an integer >= 8 and <= 1024; got 7"),
     ('methods = ["csqq"]\n', "x.toml: methods: unknown method 'csqq'; did you mean csq?"),
     ('methods = ["csq"]\ndatasets = "cifar11"\n', "x.toml: datasets: unknown dataset 'cifar11'"),
-    ('methods = ["csq"]\n[set]\nbits = 32\n', "x.toml: [set] bits is a grid key"),
+    ('methods = ["csq"]\nseed = 1\n', "x.toml: seed is a grid key: write seeds = [...]"),
+    ('methods = ["csq"]\n[method.csq]\nbits = 32\n', "x.toml: [method.csq] bits is a grid key"),
     ('methods = ["csq"]\nforce = true\n', "x.toml: force is a command-line flag only"),
     ('methods = ["csq"\n', "x.toml: not valid TOML"),
     ('methods = ["csq"]\n[report]\nties = "random"\n', "x.toml: [report] ties must be one of expected, index"),
@@ -208,7 +206,7 @@ methods = ["mlh"]
     result = cli("config", "show", "--config", clash)
     assert result.exit_code != 0 and "grids a and b both write" in result.output
     missing = cli("run", "--no-progress")
-    assert missing.exit_code != 0 and "Missing option '--methods'" in missing.output
+    assert missing.exit_code != 0 and "give --methods (or --config FILE with methods = [...])" in missing.output
 
 
 #: benchmarks/cifar10_frozen.sh's grid stages as flags, before they moved into experiments/cifar10-frozen.toml.
