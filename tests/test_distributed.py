@@ -39,6 +39,12 @@ name = "fine-tuned"
 methods = ["csq"]
 epochs = 4
 tag = "fine-tuned"
+optimizer = "adam"          # the quickstart's recipe for a small CNN from scratch (experiments/digits.toml)
+lr = 1e-3
+backbone_lr_mult = 1.0
+weight_decay = 1e-5
+scheduler = "none"
+augment = "none"
 """
 
 

@@ -134,10 +134,10 @@ def test_search_needs_one_kind_of_query(run: Path) -> None:
 @pytest.mark.slow
 def test_report_draws_retrieval_examples_or_says_why_not(run: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from hashbench.analysis import report
+    from hashbench.analysis import figures
     from hashbench.analysis.report import build_report
 
-    monkeypatch.setattr(report, "write_figures", lambda *args, **kwargs: [])  # the other figures: test_report
+    monkeypatch.setattr(figures, "write_figures", lambda *args, **kwargs: [])  # the other figures: test_report
     results = run.parents[3]
     written = build_report(results, tmp_path / "report", tsne_methods=[])
     assert (tmp_path / "report" / "figures" / "retrieval_digits_16.png") in written
