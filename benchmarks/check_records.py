@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from hashbench.config import RUNTIME_KEYS, config_fingerprint, flat_config
-from hashbench.engine.runner import record_metrics
+from hashbench.eval import record_metrics
 from hashbench.results import load_codes, read_record
 from hashbench.validation import HashbenchError
 

@@ -9,6 +9,7 @@ and with ``tensorboard=true`` ``tb/``. Every write is atomic; a record that is r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,10 +18,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -110,9 +112,50 @@ def archive_previous(folder: Path) -> None:
             shutil.move(str(folder / name), str(target / name))
 
 
-def write_record(folder: Path, record: dict[str, Any]) -> None:
+@dataclass
+class Record:
+    """A run's ``result.json`` (schema 2), finished (``done``) or ``failed``: what ran (config
+    and its fingerprint, method, dataset, code length, seed, versions), how it ended (status,
+    reason, timing) and, once the run was built, on what (protocol, backbone, device, world
+    size, history) and, once it finished, what it measured (metrics, curves) and what it kept
+    (artifacts: codes and model, each with file, bytes and sha256). Records are read back as
+    plain dicts (:func:`read_record`): older schemas lack some keys."""
+
+    method: str
+    tag: str | None
+    method_info: dict[str, Any]
+    dataset: str
+    bits: int
+    seed: int
+    config: dict[str, Any]
+    fingerprint: str
+    status: str
+    versions: dict[str, str | None]
+    timing: dict[str, Any]
+    reason: str | None = None
+    protocol: dict[str, Any] | None = None
+    backbone: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+    device: str | None = None
+    world_size: int | None = None
+    metrics: dict[str, Any] | None = None
+    curves: dict[str, Any] | None = None
+    artifacts: dict[str, Any] | None = None
+    schema: int = SCHEMA_VERSION
+
+    #: Keys written even when None.
+    ALWAYS: ClassVar[tuple[str, ...]] = ("tag",)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in dataclasses.asdict(self).items()
+                if value is not None or key in self.ALWAYS}
+
+
+def write_record(folder: Path, record: Record | dict[str, Any]) -> None:
+    """Write a run's record atomically (a dict: a record of another schema, e.g. in tests)."""
     with atomic_write(folder / RECORD) as handle:
-        json.dump(record, handle, indent=2, sort_keys=True, default=_json_default)
+        json.dump(record.as_dict() if isinstance(record, Record) else record, handle, indent=2, sort_keys=True,
+                  default=_json_default)
         handle.write("\n")
 
 

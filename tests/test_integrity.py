@@ -24,7 +24,6 @@ from hashbench import storage
 from hashbench.data.datasets import load_dataset
 from hashbench.engine.checkpoint import load_checkpoint, read_checkpoint
 from hashbench.engine.launch import recorded_done
-from hashbench.engine.runner import data_digest
 from hashbench.methods.csq import CSQ
 from hashbench.methods.mlh import MLH
 from hashbench.registry import METHODS
@@ -332,12 +331,12 @@ def test_check_records_names_a_damaged_record(tmp_path):
 def test_data_digest_ignores_where_the_data_is_and_sees_what_it_is(tmp_path):
     first = write_list_dataset(tmp_path / "a", corrupt=False)
     shutil.copytree(first, tmp_path / "b")
-    digest = data_digest(load_dataset(f"listfile:{first}"))
-    assert data_digest(load_dataset(f"listfile:{tmp_path / 'b'}")) == digest
+    digest = load_dataset(f"listfile:{first}").digest()
+    assert load_dataset(f"listfile:{tmp_path / 'b'}").digest() == digest
     lines = (tmp_path / "b" / "train.txt").read_text().splitlines()
     lines[0] = lines[0].replace("img/0.jpg", "img/59.jpg")  # another image, the same labels
     (tmp_path / "b" / "train.txt").write_text("\n".join(lines) + "\n")
-    assert data_digest(load_dataset(f"listfile:{tmp_path / 'b'}")) != digest
+    assert load_dataset(f"listfile:{tmp_path / 'b'}").digest() != digest
 
 
 def list_run_args(data: Path, results: Path) -> list:

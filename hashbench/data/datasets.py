@@ -62,6 +62,8 @@ class HashingDataset:
     origins: list[str] | None = field(default=None, repr=False)
     # What hashbench run found wrong with the data but trained on (one line each); kept in the record.
     warnings: list[str] = field(default_factory=list)
+    # List-file datasets: the digest of the list files' content (part of digest()).
+    lists_digest: str | None = None
 
     @cached_property
     def images(self) -> ImageStore:
@@ -74,6 +76,17 @@ class HashingDataset:
     @property
     def multi_label(self) -> bool:
         return bool((self.labels.sum(1) > 1).any())
+
+    def digest(self) -> str:
+        """A digest of the data a run is made on: labels, class names, split and, for list
+        files, the lists' content; no path or file time, so the same data in another folder
+        matches (the record's ``protocol.data_digest``: a finished run on other data is never
+        reused)."""
+        sha = hashlib.sha256()
+        labels = self.labels.numpy()
+        sha.update(f"{labels.shape}|{self.class_names}|{self.split.digest()}|{self.lists_digest or ''}".encode())
+        sha.update(np.ascontiguousarray(labels).tobytes())
+        return sha.hexdigest()[:16]
 
     def holdout(self, count: int) -> HashingDataset:
         """This dataset with ``count`` training items (drawn with ``split_seed``) as its
@@ -303,18 +316,20 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, option
     labels = np.concatenate([lists[role].labels for role in ("train", "query", "database")])
     bounds = np.cumsum([0] + [len(lists[role].paths) for role in ("train", "query", "database")])
     ranges = [np.arange(bounds[i], bounds[i + 1], dtype=np.int64) for i in range(3)]
+    lists_digest = _digest_files(*files.values())
     return HashingDataset(
         name=name,
         labels=torch.from_numpy(labels),
         split=Split(train=ranges[0], query=ranges[1], database=ranges[2]),
         topk=topk,
         class_names=[str(i) for i in range(labels.shape[1])],
-        source=f"{root} (lists {_digest_files(*files.values())}"
+        source=f"{root} (lists {lists_digest}"
                f"{f'; {skipped} corrupt images skipped' if skipped else ''})",
         split_seed=seed,
         load_images=lambda: FileImages(paths),
         files=[os.path.normpath(p) for p in paths],
         origins=[f"{files[role]}:{n}" for role in ("train", "query", "database") for n in lists[role].lines],
+        lists_digest=lists_digest,
     )
 
 

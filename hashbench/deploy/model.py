@@ -25,7 +25,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +38,6 @@ from hashbench.models.backbones import Backbone, build_backbone
 from hashbench.results import MODEL, check_artifact, read_record
 from hashbench.storage import atomic_write
 from hashbench.validation import HashbenchError
-
-if TYPE_CHECKING:
-    from hashbench.engine.runner import TrainingRun
 
 #: Bumped when the artifact's layout changes.
 ARTIFACT_VERSION = 1
@@ -233,11 +230,3 @@ def stored_image_size(dataset: HashingDataset) -> int | None:
     if isinstance(store, FileImages):
         return store.load_size
     return None
-
-
-def keep_model(run: TrainingRun) -> ArtifactInfo:
-    """Save a finished run's hash function as ``model.pt`` in its folder."""
-    payload = artifact_payload(config=run.config, backbone=run.backbone, transform=run.transform, method=run.method,
-                               num_classes=run.dataset.num_classes, num_train=len(run.dataset.split.train),
-                               feature_stats=run.feature_stats, input_size=stored_image_size(run.dataset))
-    return save_artifact(run.folder, payload)

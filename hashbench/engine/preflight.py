@@ -14,7 +14,6 @@ from hashbench.data.check import screen_for_run
 from hashbench.data.datasets import HashingDataset
 from hashbench.engine.distributed import World
 from hashbench.engine.launch import load_run_dataset
-from hashbench.engine.runner import data_digest
 from hashbench.engine.tracking import require_tensorboard
 from hashbench.models.backbones import RANDOM_INIT, build_backbone
 from hashbench.registry import METHODS
@@ -38,7 +37,7 @@ def describe_setup(config: RunConfig, weights: str | None, image_size: int) -> s
 
 def refuse_other_config(config: RunConfig, root: Path, digest: str) -> None:
     """A finished record made with another config, or on other data (``digest``, the
-    :func:`~hashbench.engine.runner.data_digest` of the dataset now), is never reused or
+    :meth:`~hashbench.data.datasets.HashingDataset.digest` of the dataset now), is never reused or
     replaced silently. A damaged record is left to the run, which reports it."""
     try:
         record = read_record(config.folder(root))
@@ -94,7 +93,7 @@ def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World, w
         if config.validation:  # too many held-out items is an error of the command, not of each run
             loaded[key].holdout(config.validation)
     if not force:
-        digests = {key: data_digest(dataset) for key, dataset in loaded.items()}
+        digests = {key: dataset.digest() for key, dataset in loaded.items()}
         for config in jobs:
             refuse_other_config(config, root, digests[data_key(config)])
     # Unknown names, missing or ill-fitting weights are errors of the whole command, not of every run.

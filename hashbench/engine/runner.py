@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import inspect
-import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -35,22 +33,23 @@ from torch import nn
 from hashbench.config import RunConfig
 from hashbench.data.datasets import HashingDataset
 from hashbench.data.images import ImageTransform, iterate_batches
-from hashbench.deploy.model import MODEL, keep_model
+from hashbench.deploy.model import MODEL, artifact_payload, save_artifact, stored_image_size
 from hashbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from hashbench.engine.claims import CLAIM, Claim
 from hashbench.engine.distributed import World, broadcast, gather_rows, gather_with_grad, world
 from hashbench.engine.features import cached_features
+from hashbench.engine.optim import build_optimizer, build_scheduler, optimizer_step
 from hashbench.engine.progress import progress
 from hashbench.engine.tracking import Tracker, make_tracker
-from hashbench.eval import RetrievalResult, evaluate, mean_average_precision
+from hashbench.eval import mean_average_precision, record_metrics
 from hashbench.method import HashMethod, create_method
 from hashbench.models.backbones import Backbone, build_backbone
 from hashbench.registry import METHODS
 from hashbench.results import (
     CHECKPOINT,
     LOG,
-    SCHEMA_VERSION,
     DamagedRecordError,
+    Record,
     archive_previous,
     read_record,
     save_codes,
@@ -97,18 +96,6 @@ def all_finite(value: Any) -> bool:
     return not flags or bool(torch.stack(flags).all())
 
 
-def data_digest(dataset: HashingDataset) -> str:
-    """A digest of the data a run is made on: labels, class names, split and, for list files,
-    the lists' digest that ``source`` states; no path or file time, so the same data in
-    another folder matches (the record's ``protocol.data_digest``)."""
-    sha = hashlib.sha256()
-    labels = dataset.labels.numpy()
-    sha.update(f"{labels.shape}|{dataset.class_names}|{dataset.split.digest()}|".encode())
-    sha.update(np.ascontiguousarray(labels).tobytes())
-    sha.update("|".join(re.findall(r"\(lists ([0-9a-f]+)", dataset.source)).encode())
-    return sha.hexdigest()[:16]
-
-
 class Encoder(nn.Module):
     """Inputs -> features: images through the backbone, or rows of cached features."""
 
@@ -136,31 +123,6 @@ class Encoder(nn.Module):
         x = self.transform(inputs, train=train, generator=generator).contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
             return self.backbone(x).float()
-
-
-def build_optimizer(config: RunConfig, encoder: Encoder, method: HashMethod) -> torch.optim.Optimizer:
-    """Two parameter groups: the backbone at ``lr * backbone_lr_mult`` and the method's head(s) at ``lr``."""
-    groups = [{"params": [p for p in method.parameters() if p.requires_grad], "lr": config.lr}]
-    if encoder.backbone is not None and config.backbone_lr_mult > 0:
-        groups.append({"params": list(encoder.backbone.parameters()), "lr": config.lr * config.backbone_lr_mult})
-    elif encoder.backbone is not None:
-        encoder.backbone.requires_grad_(False)
-    common = {"weight_decay": config.weight_decay}
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, momentum=config.momentum, nesterov=config.nesterov, **common)
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(groups, **common)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(groups, **common)
-    return torch.optim.Adam(groups, **common)
-
-
-def build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    if config.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.lr_step, gamma=config.lr_gamma)
-    if config.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
 class Model(nn.Module):
@@ -292,12 +254,12 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
                            **config.hparams).to(device)
     train_labels = dataset.labels[torch.as_tensor(split.train)].to(device) if method.supervised else None
     method.on_fit_start(train_labels)
-    optimizer = None if method.closed_form else build_optimizer(config, encoder, method)
+    optimizer = None if method.closed_form else build_optimizer(config, method, encoder.backbone)
     scheduler = None if optimizer is None else build_scheduler(config, optimizer)
     run = TrainingRun(config=config, folder=folder, dataset=dataset, ranks=ranks, device=device, backbone=backbone,
                       transform=transform, encoder=encoder, method=method, optimizer=optimizer, scheduler=scheduler,
                       train_labels=train_labels, log=log, model=Model(encoder, method), timing=timing,
-                      feature_stats=feature_stats, data_digest=data_digest(protocol_dataset))
+                      feature_stats=feature_stats, data_digest=protocol_dataset.digest())
     checkpoint = folder / CHECKPOINT
     if checkpoint.exists() and not method.closed_form:  # a closed-form fit takes no checkpoint
         state = load_checkpoint(checkpoint, config.fingerprint())
@@ -315,17 +277,6 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     log(f"config {config.as_dict()}")
     run.tracker = make_tracker(config.tensorboard, folder, is_main=ranks.is_main)
     return run
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer, method: HashMethod, loss: torch.Tensor, step: int) -> None:
-    """Backward and one optimizer step; the method's inactive parameters get no gradient,
-    so the optimizer leaves them, and their momentum state, alone (a zero gradient would
-    not: Adam moves a parameter with a zero gradient by its running averages)."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    for parameter in method.inactive_parameters(step):
-        parameter.grad = None
-    optimizer.step()
 
 
 def _train_epoch(run: TrainingRun, epoch: int) -> dict[str, float]:
@@ -448,15 +399,6 @@ class Evaluation:
     codes: dict[str, Any]  # the record's artifacts.codes: file, bytes, sha256
 
 
-def record_metrics(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, topk: int
-                   ) -> tuple[dict[str, Any], RetrievalResult]:
-    """The metrics a record holds (``map@K``, ``map_expected@K``, precision and recall within
-    radius 2, ``topk``), and the full result they come from."""
-    result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties="index")
-    expected = mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
-    return {**result.as_dict(), f"map_expected@{topk}": expected, "topk": topk}, result
-
-
 def evaluate_run(run: TrainingRun) -> Evaluation | None:
     """Encode queries and database, compute every metric and save the codes (None on
     ranks other than 0). Both mAP figures are recorded: ``map@K`` with ties at equal
@@ -486,39 +428,25 @@ def evaluate_run(run: TrainingRun) -> Evaluation | None:
 
 
 def make_record(config: RunConfig, *, status: str, reason: str | None = None, run: TrainingRun | None = None,
-                evaluation: Evaluation | None = None, timing: dict[str, Any] | None = None) -> dict[str, Any]:
+                evaluation: Evaluation | None = None, timing: dict[str, Any] | None = None) -> Record:
     """The run's record, for a finished (``done``) or a ``failed`` run alike."""
     method_cls = METHODS.get(config.method)
-    record: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "method": config.method,
-        "tag": config.tag,
-        "method_info": {"ablation_of": method_cls.ablation_of, "supervised": method_cls.supervised,
-                        "family": method_cls.family, "closed_form": method_cls.closed_form},
-        "dataset": config.dataset,
-        "bits": config.bits,
-        "seed": config.seed,
-        "config": config.as_dict(),
-        "fingerprint": config.fingerprint(),
-        "status": status,
-        "versions": versions(),
-        "timing": {**(timing or {}), "finished_at": _now()},
-    }
-    if reason is not None:
-        record["reason"] = reason
+    record = Record(
+        method=config.method, tag=config.tag, dataset=config.dataset, bits=config.bits, seed=config.seed,
+        method_info={"ablation_of": method_cls.ablation_of, "supervised": method_cls.supervised,
+                     "family": method_cls.family, "closed_form": method_cls.closed_form},
+        config=config.as_dict(), fingerprint=config.fingerprint(), status=status, reason=reason, versions=versions(),
+        timing={**(timing or {}), "finished_at": _now()})
     if run is not None:
-        record.update(
-            protocol={**run.dataset.protocol(), "data_digest": run.data_digest},
-            backbone={"name": config.backbone, "weights": run.backbone.weights,
-                      "image_size": run.transform.image_size, "frozen": config.frozen_backbone,
-                      "feature_dim": run.backbone.feature_dim, "augment": config.augment},
-            history=run.history,
-            device=str(run.device),
-            world_size=run.ranks.size,
-        )
+        record.protocol = {**run.dataset.protocol(), "data_digest": run.data_digest}
+        record.backbone = {"name": config.backbone, "weights": run.backbone.weights,
+                           "image_size": run.transform.image_size, "frozen": config.frozen_backbone,
+                           "feature_dim": run.backbone.feature_dim, "augment": config.augment}
+        record.history, record.device, record.world_size = run.history, str(run.device), run.ranks.size
     if evaluation is not None:
-        record["protocol"]["topk"] = evaluation.metrics["topk"]
-        record.update(metrics=evaluation.metrics, curves=evaluation.curves, artifacts={"codes": evaluation.codes})
+        record.protocol["topk"] = evaluation.metrics["topk"]
+        record.metrics, record.curves, record.artifacts = evaluation.metrics, evaluation.curves, {
+            "codes": evaluation.codes}
     return record
 
 
@@ -536,11 +464,14 @@ def _record_done(run: TrainingRun, evaluation: Evaluation) -> dict[str, Any]:
     config, folder = run.config, run.folder
     record = make_record(config, status="done", run=run, evaluation=evaluation, timing=run.timing)
     if config.keep_model:  # the trained hash function, for export and search (hashbench.deploy)
-        record["artifacts"]["model"] = keep_model(run).as_dict()
+        payload = artifact_payload(config=config, backbone=run.backbone, transform=run.transform, method=run.method,
+                                   num_classes=run.dataset.num_classes, num_train=len(run.dataset.split.train),
+                                   feature_stats=run.feature_stats, input_size=stored_image_size(run.dataset))
+        record.artifacts["model"] = save_artifact(folder, payload).as_dict()
     else:  # a model left by an earlier run of this folder is not this run's
         (folder / MODEL).unlink(missing_ok=True)
     write_record(folder, record)
-    return record
+    return record.as_dict()
 
 
 def _train_and_record(config: RunConfig, folder: Path, dataset: HashingDataset) -> RunOutcome:

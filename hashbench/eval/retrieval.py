@@ -377,3 +377,14 @@ def mean_average_precision(
     result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties=ties, seed=seed,
                       cutoffs=[1])
     return result.maps[topk]
+
+
+def record_metrics(query_codes: Any, db_codes: Any, query_labels: Any, db_labels: Any, topk: int
+                   ) -> tuple[dict[str, Any], RetrievalResult]:
+    """The metrics a run's record holds (``map@K``, ties by database index; ``map_expected@K``,
+    its expectation over orders within ties; precision and recall within radius 2; ``topk``),
+    and the full result they come from. The runner and ``check_records.py --metrics`` both
+    call this, so a record's metrics can be recomputed from its saved codes exactly."""
+    result = evaluate(query_codes, db_codes, query_labels, db_labels, topks=(topk,), ties="index")
+    expected = mean_average_precision(query_codes, db_codes, query_labels, db_labels, topk=topk, ties="expected")
+    return {**result.as_dict(), f"map_expected@{topk}": expected, "topk": topk}, result
