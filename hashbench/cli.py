@@ -21,6 +21,7 @@ from hashbench.config import (
     RunConfig,
     config_fingerprint,
     parse_assignments,
+    parse_value,
 )
 from hashbench.data.datasets import PATTERNS
 from hashbench.data.standard import LIST_PRESETS
@@ -206,8 +207,8 @@ def select_runs(*, config_file: str | None, grid_names: str | None, methods: str
         line = {name: given(name) or name not in written for name in ("bits", "seeds", "datasets")}
         runs += plan_runs(
             methods=method_names,
-            bits=[check_bits(b) for b in split_list(bits, "--bits")] if line["bits"] else written["bits"],
-            seeds=([check_int("seed", s, 0) for s in split_list(seeds, "--seeds")] if line["seeds"]
+            bits=[check_bits(parse_value(b)) for b in split_list(bits, "--bits")] if line["bits"] else written["bits"],
+            seeds=([check_int("seed", parse_value(s), 0) for s in split_list(seeds, "--seeds")] if line["seeds"]
                    else written["seeds"]),
             datasets=split_list(datasets, "--datasets") if line["datasets"] else written["datasets"],
             overrides=overrides, grid=grid)
@@ -369,7 +370,7 @@ def report_command(results_root: str, out_dir: str, datasets: str | None, bits: 
     options = {  # the command line's when given, else the file's, else the default
         "results": results_root, "out": out_dir,
         "datasets": split_list(datasets, "--datasets") if datasets else None,
-        "bits": [check_bits(b) for b in split_list(bits, "--bits")] if bits else None,
+        "bits": [check_bits(parse_value(b)) for b in split_list(bits, "--bits")] if bits else None,
         "tsne_bits": tsne_bits,
         "tsne_methods": None if tsne_methods is None else
         [] if tsne_methods == "none" else split_list(tsne_methods, "--tsne-methods"),

@@ -19,10 +19,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import hashlib
 import json
 import math
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,8 @@ class RunConfig:
             self.tag = VALIDATION_TAG
 
     def validate(self) -> RunConfig:
+        for key in CONFIG_KEYS:  # every key its declared type first, whoever built the config
+            setattr(self, key, coerce_value(key, getattr(self, key)))
         check_bits(self.bits)
         check_int("seed", self.seed, 0)
         check_int("split_seed", self.split_seed, 0)
@@ -198,23 +202,40 @@ def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     return out
 
 
-def coerce_value(key: str, value: Any, like: Any) -> Any:
-    """Give a user value the type of the default it replaces (ints for float keys, etc.)."""
-    if value is None or like is None:
+#: What each kind of config value must be, in error messages.
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+@functools.cache
+def config_kinds() -> dict[str, tuple[type, bool]]:
+    """Each config key's declared type (one of bool, int, float, str) and whether it may be
+    None, read off :class:`RunConfig`'s annotations: a key whose default is None has a type too."""
+    hints = typing.get_type_hints(RunConfig)
+    kinds = {}
+    for key in CONFIG_KEYS:
+        options = typing.get_args(hints[key]) or (hints[key],)
+        kinds[key] = (next(t for t in options if t is not type(None)), type(None) in options)
+    return kinds
+
+
+def coerce_value(key: str, value: Any) -> Any:
+    """A config key's value as its declared type (:func:`config_kinds`: an integral float for
+    an int key, an int for a float key), or a one-line error saying what it must be: a string
+    where a number is expected (``image_size = "64"`` in a file) never reaches a run."""
+    kind, optional = config_kinds()[key]
+    if value is None and optional:
+        return None
+    what = _KIND_NAMES[kind] + (" or none" if optional else "")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is bool and isinstance(value, bool):
         return value
-    if isinstance(like, bool):
-        if not isinstance(value, bool):
-            raise HashbenchError(f"{key} must be true or false; got {value!r}")
-        return value
-    if isinstance(like, int) and isinstance(value, float) and value.is_integer():
+    if kind is int and number and float(value).is_integer():
         return int(value)
-    if isinstance(like, float) and isinstance(value, int) and not isinstance(value, bool):
+    if kind is float and number and math.isfinite(value):
         return float(value)
-    if isinstance(like, (int, float)) and not isinstance(value, (int, float)):
-        raise HashbenchError(f"{key} must be a number; got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise HashbenchError(f"{key} must be finite; got {value!r}")
-    return value
+    if kind is str and isinstance(value, str):
+        return value
+    raise HashbenchError(f"{key} must be {what}; got {value!r}")
 
 
 def method_layers(method_cls: Any, dataset: str) -> list[tuple[str, dict[str, Any]]]:
@@ -322,7 +343,7 @@ def resolve_with_sources(
         for key, value in layer.values.items():
             if key in values:
                 try:
-                    values[key] = coerce_value(key, value, getattr(base, key))
+                    values[key] = coerce_value(key, value)
                 except HashbenchError as err:
                     raise HashbenchError(layer.locate(key, str(err))) from None
                 sources[key] = layer.source(key)

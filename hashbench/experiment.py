@@ -59,6 +59,7 @@ from hashbench.config import (
     RunConfig,
     coerce_value,
     flat_config,
+    parse_value,
     resolve_with_sources,
     unknown_key_message,
 )
@@ -117,6 +118,13 @@ def _items(key: str, value: Any) -> list[Any]:
     return items
 
 
+def _numbers(key: str, value: Any) -> list[Any]:
+    """:func:`_items` of numbers: a comma-separated string's parts are parsed as the command
+    line parses them; a TOML list's items are taken as written (a string there is no number)."""
+    items = _items(key, value)
+    return [parse_value(item) for item in items] if isinstance(value, str) else items
+
+
 def _names(key: str, value: Any) -> list[str]:
     items = _items(key, value)
     for item in items:
@@ -137,9 +145,9 @@ def _scalar(key: str, value: Any) -> Any:
 def _grid_key(key: str, value: Any) -> Any:
     """One of :data:`GRID_KEYS`, parsed and checked (method and dataset names exist)."""
     if key == "bits":
-        return [check_bits(b) for b in _items(key, value)]
+        return [check_bits(b) for b in _numbers(key, value)]
     if key == "seeds":
-        return [check_int("seed", s, 0) for s in _items(key, value)]
+        return [check_int("seed", s, 0) for s in _numbers(key, value)]
     parsed = _names(key, value)
     for name in parsed:  # an unknown name fails here, naming the file and the key
         try:
@@ -255,7 +263,7 @@ def _parse_set(value: Any, file: str, label: str) -> dict[str, tuple[Any, str]]:
         try:
             item = _scalar(key, item)
             if key in CONFIG_KEYS:
-                item = coerce_value(key, item, getattr(RunConfig, key, None))
+                item = coerce_value(key, item)
         except HashbenchError as err:
             raise _error(file, label, str(err)) from None
         out[key] = (item, label)
@@ -281,7 +289,7 @@ def _parse_methods(value: Any, file: str, label: str) -> dict[str, dict[str, tup
                 if key in cls.params:
                     item = cls.params[key].check(key, item)
                 elif key in CONFIG_KEYS:
-                    item = coerce_value(key, item, getattr(RunConfig, key, None))
+                    item = coerce_value(key, item)
                 else:
                     raise HashbenchError(unknown_key_message(key, method, list(cls.params)))
                 values[key] = (item, where)
@@ -376,7 +384,7 @@ def _parse_report(value: Any, file: str) -> dict[str, Any]:
             if kind is None:
                 raise HashbenchError(_unknown(key, REPORT_OPTIONS, ""))
             if key == "bits":
-                out[key] = [check_bits(b) for b in _items(key, item)]
+                out[key] = [check_bits(b) for b in _numbers(key, item)]
             elif key == "tsne_methods":  # [] or "none": no t-SNE plot
                 out[key] = [] if item in ([], "none") else _names(key, item)
             elif kind is list:

@@ -22,16 +22,15 @@ class NonFiniteLossError(HashbenchError):
 
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    """Return ``value`` as an int within [low, high], or raise a one-line HashbenchError."""
+    """Return ``value`` (an int, or a float with an integral value) as an int within [low, high],
+    or raise a one-line HashbenchError; text is no number here (parse it first)."""
     bounds = f" in [{low}, {high}]" if low is not None and high is not None else (
         f" >= {low}" if low is not None else ""
     )
-    try:
-        as_int = int(value)
-        ok = as_int == float(value)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or isinstance(value, bool):
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)  # "64" is text, not a number
+    ok = number and math.isfinite(value) and float(value).is_integer()
+    as_int = int(value) if ok else 0
+    if not ok:
         raise HashbenchError(f"{name} must be an integer{bounds}; got {value!r}")
     if (low is not None and as_int < low) or (high is not None and as_int > high):
         raise HashbenchError(f"{name} must be an integer{bounds}; got {as_int}")
@@ -39,10 +38,8 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
 
 
 def check_positive_float(name: str, value: Any, allow_zero: bool = False) -> float:
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        as_float = math.nan
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    as_float = float(value) if number else math.nan
     if not math.isfinite(as_float) or as_float < 0 or (as_float == 0 and not allow_zero):
         kind = "a finite number >= 0" if allow_zero else "a finite number > 0"
         raise HashbenchError(f"{name} must be {kind}; got {value!r}")

@@ -13,6 +13,7 @@ from conftest import REPO
 
 from hashbench.config import RunConfig
 from hashbench.results import load_codes
+from hashbench.validation import HashbenchError
 
 
 def write(path: Path, text: str) -> Path:
@@ -137,6 +138,15 @@ def test_config_show_without_a_file_shows_the_flags_runs(cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_every_config_key_is_type_checked_whoever_sets_it(cli, tmp_path):
+    with pytest.raises(HashbenchError, match=r"^image_size must be an integer or none; got '64'$"):
+        RunConfig(method="csq", dataset="digits", bits=16, image_size="64").validate()
+    assert RunConfig(method="csq", dataset="digits", bits=16, image_size=64.0).validate().image_size == 64
+    result = cli("config", "show", "--methods", "csq", "--set", "epochs=none", "--results", tmp_path / "r")
+    assert result.exit_code != 0 and result.output.strip().endswith("epochs must be an integer; got None")
+    assert len(show(cli, "--methods", "csq", "--bits", "16,32", "--seeds", "0,1", "--results", tmp_path / "r")) == 4
+
+
 BAD = [
     ('methods = ["csq"]\n[set]\nlamda_q = 1\n', "x.toml: [set] unknown config key 'lamda_q'"),
     ('methods = ["csq"]\nepoch = 3\n', "x.toml: unknown key 'epoch' at the top level; did you mean epochs?"),
@@ -146,6 +156,15 @@ BAD = [
     ('methods = ["csq"]\nepochs = "ten"\n', "x.toml: epochs must be an integer; got 'ten'"),
     ('methods = ["csq"]\n[set]\nlr = "fast"\n', "x.toml: [set] lr must be a number; got 'fast'"),
     ('methods = ["csq"]\n[set]\nlr = [1]\n', "x.toml: [set] lr must be a string, number or boolean"),
+    # a key whose default is None has a type too; a string is no number, in [set] as in [method.X]
+    ('methods = ["csq"]\n[set]\nimage_size = "64"\n',
+     "x.toml: [set] image_size must be an integer or none; got '64'"),
+    ('methods = ["csq"]\n[method.csq]\ntopk = "5"\n',
+     "x.toml: [method.csq] topk must be an integer or none; got '5'"),
+    ('methods = ["csq"]\n[set]\nbackbone = 5\n', "x.toml: [set] backbone must be a string; got 5"),
+    ('methods = ["csq"]\n[set]\nfrozen_backbone = "none"\n',
+     "x.toml: [set] frozen_backbone must be true or false; got None"),
+    ('methods = ["csq"]\nbits = ["16"]\n', "x.toml: bits must be an integer in [8, 1024]; got '16'"),
     ('methods = ["csq"]\n[set]\nlr = -1\n', "x.toml: [set] lr must be a finite number > 0"),
     ('methods = ["csq"]\n[set]\naugment = "rotate"\n', "x.toml: [set] augment must be one of"),
     ('methods = ["mlh"]\n[method.mlh]\nlambda_center = -1\n',
