@@ -29,7 +29,7 @@ from hashbench.deploy.export import FORMATS
 from hashbench.deploy.index import BACKENDS as SEARCH_BACKENDS
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import LAUNCHERS, ClusterOptions, load_run_dataset, submit
-from hashbench.engine.runner import execute
+from hashbench.engine.runner import execute, map_label
 from hashbench.engine.tracking import require_tensorboard
 from hashbench.experiment import Experiment, PlannedRun, distinct_runs, format_runs, load_experiment, plan_runs
 from hashbench.method import family_key
@@ -117,7 +117,8 @@ def data_key(config: RunConfig) -> tuple[Any, ...]:
 
 def describe_setup(config: RunConfig) -> str:
     size = f"{config.image_size} px" if config.image_size else "the weights' image size"
-    mode = "frozen backbone (cached features)" if config.frozen_backbone else f"fine-tuned, augment {config.augment}"
+    mode = ("frozen backbone (cached features, no augmentation)" if config.frozen_backbone
+            else f"fine-tuned, augment {config.augment}")
     weights = config.weights_path or config.weights or "random init"
     return f"{config.dataset}: backbone {config.backbone} ({weights}), {size}, {mode}"
 
@@ -290,7 +291,7 @@ def run_command(config_file: str | None, grid_names: str | None, methods: str | 
         if outcome.status == "done":
             metrics = outcome.record["metrics"]
             k = metrics["topk"]
-            echo(f"{label}: mAP@{k} = {metrics[f'map_expected@{k}']:.4f} (ties: expected; by index "
+            echo(f"{label}: {map_label(config, k)} = {metrics[f'map_expected@{k}']:.4f} (ties: expected; by index "
                  f"{metrics[f'map@{k}']:.4f}) ({outcome.record['timing']['train_s']:.1f} s training)")
         elif outcome.status == "skipped":
             echo(f"{label}: skipped, record exists at {outcome.folder} (--force reruns it)")

@@ -169,6 +169,22 @@ class RunLog:
             handle.write(f"{stamp} {message}\n")
 
 
+#: The backbone block's ``augment`` of a frozen run: cached features are extracted once, never augmented.
+FROZEN_AUGMENT = "none (frozen features)"
+
+
+def applied_augment(config: RunConfig) -> str:
+    """The augmentation a run's training images got: its recipe when fine-tuned, none when
+    frozen (the config keeps the recipe's value, so its fingerprint stays as it is)."""
+    return FROZEN_AUGMENT if config.frozen_backbone else config.augment
+
+
+def map_label(config: RunConfig, topk: int) -> str:
+    """How a run's mAP is named in the console and the log: a validation run's queries are
+    held-out training items, and its number is no test mAP."""
+    return f"validation mAP@{topk} (held-out training items)" if config.validation else f"mAP@{topk}"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -219,7 +235,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     if ranks.is_main:
         log(f"{config.method} on {config.dataset}, {config.bits} bits, seed {config.seed}: backbone "
             f"{config.backbone} ({backbone.weights}), {transform.image_size} px, "
-            f"{'frozen (cached features)' if config.frozen_backbone else 'fine-tuned, augment ' + config.augment}")
+            f"{'frozen' if config.frozen_backbone else 'fine-tuned'}, augment {applied_augment(config)}")
     feature_stats = None
     if config.frozen_backbone:
         t0 = time.perf_counter()
@@ -421,7 +437,7 @@ def evaluate_run(run: TrainingRun) -> Evaluation | None:
     t0 = time.perf_counter()
     metrics, result = record_metrics(query_codes, db_codes, query_labels, db_labels, topk)
     run.timing["eval_s"] = time.perf_counter() - t0
-    run.log(f"mAP@{topk} = {metrics[f'map@{topk}']:.4f} (ties by index), "
+    run.log(f"{map_label(run.config, topk)} = {metrics[f'map@{topk}']:.4f} (ties by index), "
             f"{metrics[f'map_expected@{topk}']:.4f} (expected over tie orders)")
     save_codes(run.folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
                database_labels=db_labels, query_index=split.query, database_index=split.database,
@@ -455,7 +471,7 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
             protocol=run.dataset.protocol(),
             backbone={"name": config.backbone, "weights": run.backbone.weights,
                       "image_size": run.transform.image_size, "frozen": config.frozen_backbone,
-                      "feature_dim": run.backbone.feature_dim, "augment": config.augment},
+                      "feature_dim": run.backbone.feature_dim, "augment": applied_augment(config)},
             history=run.history,
             device=str(run.device),
             world_size=run.ranks.size,
