@@ -435,7 +435,10 @@ def index_command(run_dir: str, out: str | None) -> None:
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
               help="A query image file; repeatable.")
 @click.option("--item", "items", multiple=True, type=int,
-              help="A query item of the run's dataset by index; repeatable.")
+              help="A query item of the run's dataset by index, counted over all its items whatever their role "
+                   "(list files: train.txt's lines, then test.txt's, then database.txt's; image folders: the files "
+                   "sorted by path, test/ before train/), as results are; printed with its file and labels. "
+                   "Repeatable.")
 @click.option("--topk", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--backend", type=click.Choice(SEARCH_BACKENDS), default="auto", show_default=True,
               help="faiss (IndexBinaryFlat) when installed, else the project's packed-code kernel; same results.")
