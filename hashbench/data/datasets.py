@@ -55,6 +55,9 @@ class HashingDataset:
     split_seed: int
     load_images: Callable[[], ImageStore] = field(repr=False)
     validation: int = 0  # training items held out as the queries (see holdout)
+    # The file of each item when images are read from files (list files, image folders; decoded
+    # to FileImages' LOAD_SIZE squares), known without decoding any; None for images held in memory.
+    image_files: list[Path] | None = field(default=None, repr=False)
 
     @cached_property
     def images(self) -> ImageStore:
@@ -302,6 +305,7 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, skip_c
                f"{f'; {skipped} corrupt images skipped' if skipped else ''})",
         split_seed=seed,
         load_images=lambda: FileImages(paths),
+        image_files=paths,
     )
 
 
@@ -332,6 +336,7 @@ def _load_image_folder(root: Path, seed: int, _options: LoadOptions) -> HashingD
         raise HashbenchError(f"{root}: expected train/<class>/* and test/<class>/* subfolders")
     train = np.flatnonzero(tree.subsets == "train").astype(np.int64)
     query = np.flatnonzero(tree.subsets == "test").astype(np.int64)
+    files = [root / member for member in tree.members]
     return HashingDataset(
         name=f"imagefolder:{root}",
         labels=one_hot(tree.class_ids, len(tree.class_names)),
@@ -340,7 +345,8 @@ def _load_image_folder(root: Path, seed: int, _options: LoadOptions) -> HashingD
         class_names=tree.class_names,
         source=f"{root} ({fingerprint(root)})",
         split_seed=seed,
-        load_images=lambda: FileImages([root / m for m in tree.members]),
+        load_images=lambda: FileImages(files),
+        image_files=files,
     )
 
 
