@@ -23,7 +23,7 @@ from hashbench.config import (
     parse_assignments,
     parse_value,
 )
-from hashbench.data.datasets import PATTERNS
+from hashbench.data.datasets import PATTERNS, display_name
 from hashbench.data.standard import LIST_PRESETS
 from hashbench.deploy.export import FORMATS
 from hashbench.deploy.index import BACKENDS as SEARCH_BACKENDS
@@ -154,7 +154,9 @@ RUN_SELECTION = [
     click.option("--methods", default=None,
                  help="Comma-separated method names (see `hashbench list methods`); required without --config."),
     click.option("--bits", default="16,32,64", show_default=True, help="Comma-separated code lengths."),
-    click.option("--datasets", default="digits", show_default=True, help="Comma-separated dataset names."),
+    click.option("--datasets", default="digits", show_default=True,
+                 help="Comma-separated dataset names; NAME=listfile:DIR (or imagefolder:DIR) shows a folder dataset as "
+                      "NAME in results folders, tables and figures."),
     click.option("--seeds", default="0", show_default=True, help="Comma-separated training seeds."),
     click.option("--backbone", default=None, help="Backbone name (default: the dataset's)."),
     click.option("--weights", "weights_path", default=None, type=click.Path(dir_okay=False),
@@ -283,7 +285,8 @@ def run_command(config_file: str | None, grid_names: str | None, methods: str | 
     for setup in dict.fromkeys(describe_setup(c) for c in jobs):
         echo(setup)
     failures = []
-    labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {config.dataset} {config.bits} bits seed {config.seed}"
+    labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {display_name(config.dataset)} {config.bits} bits seed "
+                          f"{config.seed}"
               for i, config in enumerate(jobs, start=1)}
 
     def report(config: Any, outcome: Any) -> None:

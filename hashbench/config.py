@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hashbench.data.datasets import display_name, split_display_name
 from hashbench.data.images import AUGMENTATIONS
 from hashbench.results import run_dir
 from hashbench.validation import (
@@ -154,7 +155,7 @@ class RunConfig:
 
     def folder(self, results_root: str | Path) -> Path:
         """This run's folder in the results store."""
-        return run_dir(results_root, self.dataset, self.method, self.bits, self.seed, self.tag)
+        return run_dir(results_root, display_name(self.dataset), self.method, self.bits, self.seed, self.tag)
 
     def fingerprint(self) -> str:
         """Digest of everything that shapes the trained model (runtime keys excluded)."""
@@ -241,6 +242,7 @@ def coerce_value(key: str, value: Any) -> Any:
 def method_layers(method_cls: Any, dataset: str) -> list[tuple[str, dict[str, Any]]]:
     """The method's settings for ``dataset``: every ``dataset_defaults`` entry whose
     pattern matches the dataset's name, as (pattern, values), in declaration order."""
+    dataset = split_display_name(dataset)[1]  # what the data is, not what it is called
     return [(pattern, values) for pattern, values in method_cls.dataset_defaults.items()
             if fnmatch.fnmatch(dataset, pattern)]
 

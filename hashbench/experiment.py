@@ -63,7 +63,7 @@ from hashbench.config import (
     resolve_with_sources,
     unknown_key_message,
 )
-from hashbench.data.datasets import get_dataset
+from hashbench.data.datasets import display_name, get_dataset
 from hashbench.engine.launch import LAUNCHERS
 from hashbench.registry import METHODS, UnknownNameError
 from hashbench.validation import HashbenchError, check_bits, check_choice, check_int
@@ -415,6 +415,12 @@ def plan_runs(*, methods: list[str], datasets: list[str], bits: list[int], seeds
     loads or trains: what ``hashbench run`` trains and ``hashbench config show`` prints.
     ``overrides`` are the command line's values, ``grid`` the file's (below them)."""
     classes = {name: METHODS.get(name) for name in methods}
+    shown: dict[str, str] = {}
+    for dataset in datasets:  # one name, one results folder and one table column
+        first = shown.setdefault(display_name(dataset), dataset)
+        if first != dataset:
+            raise HashbenchError(f"datasets {first} and {dataset} are both shown as {display_name(dataset)}; give them "
+                                 "different names")
 
     def known(key: str, among: Iterable[Any]) -> bool:
         return key in CONFIG_KEYS or any(key in cls.params for cls in among)

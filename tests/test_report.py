@@ -3,6 +3,7 @@ ablations, determinism, failures and file names."""
 
 from __future__ import annotations
 
+import json
 import re
 import zlib
 from pathlib import Path
@@ -22,6 +23,10 @@ SEEDS = [0, 1]
 TAG = "equal-head"
 TAGGED_METHODS = ["csq", "mlh"]
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
 
 
 def fake_run(root: Path, method: str, bits: int, seed: int, quality: float, *, dataset: str = "toy",
@@ -423,3 +428,29 @@ def test_a_record_archived_while_records_are_listed_is_skipped(tmp_path, monkeyp
 
     monkeypatch.setattr(Path, "glob", listing_then_archive)
     assert [record["seed"] for _, record in iter_records(tmp_path)] == [1]
+
+
+@pytest.mark.slow
+def test_a_named_folder_dataset_is_shown_by_its_name(cli, tmp_path):
+    """NAME=listfile:DIR: folders, console lines, tables and figure files say NAME, never the
+    path; the record keeps the whole spec, and search still finds the files."""
+    from test_listfile import make_list_dataset
+
+    data = make_list_dataset(tmp_path / "data", {"train": [[1, 0], [0, 1]] * 4, "test": [[1, 0], [0, 1]],
+                                                 "database": [[1, 0], [0, 1]] * 6})
+    spec = f"mine=listfile:{data}"
+    result = cli("run", "--methods", "dpsh,csq", "--bits", "16", "--epochs", "1", "--datasets", spec, "--backbone",
+                 "small_cnn", "--set", "image_size=16", "--results", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "[1/2] dpsh mine 16 bits seed 0: mAP@" in result.output
+    folder = run_dir(tmp_path / "r", "mine", "dpsh", 16, 0)
+    record = read_json(folder / "result.json")
+    assert record["dataset"] == "mine" and record["config"]["dataset"] == spec and record["protocol"]["name"] == "mine"
+    assert str(data) in record["protocol"]["source"]
+    report = cli("report", "--results", tmp_path / "r", "--out", tmp_path / "report", "--tsne-methods", "none")
+    assert report.exit_code == 0, report.output
+    table = (tmp_path / "report" / "map.md").read_text()
+    assert "| Method | mine 16 bits |" in table and str(data) not in table
+    assert (tmp_path / "report" / "figures" / "pr_mine_16.png").is_file()
+    found = cli("search", folder, "--item", "8", "--topk", "1", "--json")
+    assert str(data / "img" / "test_0.png") in found.output

@@ -7,7 +7,9 @@ split are available at once and whose pixels are decoded on first use.
 Built-in names: ``digits`` (the embedded default), ``cifar10``, ``cifar10-1``,
 ``cifar10-2``, ``imagenet100``, ``coco``, ``nuswide21``; and two patterns that take a
 folder: ``listfile:DIR`` (DeepHash-style list files) and ``imagefolder:DIR``
-(``train/<class>/*`` and ``test/<class>/*``).
+(``train/<class>/*`` and ``test/<class>/*``). ``NAME=listfile:DIR`` (or ``imagefolder``)
+gives a folder dataset a short name (:func:`display_name`) that results folders, tables and
+figures show instead of the path; the run's config keeps the whole spec.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -352,18 +355,47 @@ def _load_image_folder(root: Path, seed: int, _options: LoadOptions) -> HashingD
 
 PATTERNS: dict[str, DatasetSpec] = {
     "listfile": DatasetSpec(
-        "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N)",
+        "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N); "
+                        "NAME=listfile:DIR shows it as NAME",
         lambda root, seed, options: load_list_dataset(f"listfile:{root}", root, None, seed, options.skip_corrupt),
     ),
     "imagefolder": DatasetSpec(
-        "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries)",
+        "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries); "
+                           "NAME=imagefolder:DIR shows it as NAME",
         _load_image_folder,
     ),
 }
 
 
+#: What a folder dataset's display name may hold: it becomes a folder and a file name.
+DISPLAY_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def split_display_name(name: str) -> tuple[str | None, str]:
+    """``(NAME, pattern:DIR)`` of ``NAME=pattern:DIR``; ``(None, name)`` for a name without one
+    (an ``=`` after the ``:``, inside a folder's path, names nothing)."""
+    label, sep, spec = name.partition("=")
+    return (label, spec) if sep and ":" not in label else (None, name)
+
+
+def display_name(name: str) -> str:
+    """What results folders, tables and figure file names show for a dataset: NAME of
+    ``NAME=pattern:DIR``, else the name itself."""
+    return split_display_name(name)[0] or name
+
+
 def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
-    """The spec for ``name``; for ``pattern:DIR`` names also the folder they carry."""
+    """The spec for ``name``; for ``[NAME=]pattern:DIR`` names also the folder they carry."""
+    label, name = split_display_name(name)
+    if label is not None:
+        if not DISPLAY_NAME.fullmatch(label):
+            raise HashbenchError(f"dataset name {label!r} (of {label}={name}) must be letters, digits, '.', '_' or '-'")
+        if label in DATASETS.names():
+            raise HashbenchError(f"dataset name {label!r} (of {label}={name}) is a registered dataset's; choose "
+                                 "another")
+        if name.partition(":")[0] not in PATTERNS:
+            raise HashbenchError(f"only folder datasets take a name (NAME=listfile:DIR or NAME=imagefolder:DIR); got "
+                                 f"{label}={name}")
     prefix, sep, folder = name.partition(":")
     if sep:
         if prefix not in PATTERNS or not folder:
@@ -379,4 +411,6 @@ def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
 def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0,
                  options: LoadOptions = LoadOptions()) -> HashingDataset:
     spec, folder = get_dataset(name)
-    return spec.load(folder or data_root or default_data_root(), split_seed, options)
+    dataset = spec.load(folder or data_root or default_data_root(), split_seed, options)
+    label = split_display_name(name)[0]
+    return dataset if label is None else dataclasses.replace(dataset, name=label)

@@ -56,7 +56,7 @@ def item_paths(record: dict[str, Any], dataset: HashingDataset | None = None) ->
     """The file of every dataset item for a dataset read from files (list files, image
     folders), None for one held in memory (digits, CIFAR-10: results name indices); the
     run's dataset is loaded unless given."""
-    if ":" not in record["dataset"]:
+    if ":" not in (record.get("config") or {}).get("dataset", record["dataset"]):  # the record's may be a short name
         return None
     store = (dataset if dataset is not None else run_dataset(record)).images
     return store.paths if isinstance(store, FileImages) else None

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from hashbench.config import RunConfig
-from hashbench.data.datasets import HashingDataset
+from hashbench.data.datasets import HashingDataset, display_name
 from hashbench.data.images import ImageTransform, iterate_batches
 from hashbench.deploy.model import MODEL, keep_model
 from hashbench.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -233,7 +233,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     backbone = build_backbone(config.backbone, config.weights, config.weights_path)
     transform = ImageTransform(config.image_size or backbone.image_size, backbone.mean, backbone.std, config.augment)
     if ranks.is_main:
-        log(f"{config.method} on {config.dataset}, {config.bits} bits, seed {config.seed}: backbone "
+        log(f"{config.method} on {display_name(config.dataset)}, {config.bits} bits, seed {config.seed}: backbone "
             f"{config.backbone} ({backbone.weights}), {transform.image_size} px, "
             f"{'frozen' if config.frozen_backbone else 'fine-tuned'}, augment {applied_augment(config)}")
     feature_stats = None
@@ -350,8 +350,8 @@ def fit(run: TrainingRun) -> None:
         fit_closed_form(run)
         return
     train_s = 0.0
-    bar = progress(config.epochs, desc=f"{config.method} {config.dataset} {config.bits}b s{config.seed}", unit="ep",
-                   initial=run.start_epoch, enabled=config.progress and run.ranks.is_main)
+    bar = progress(config.epochs, desc=f"{config.method} {display_name(config.dataset)} {config.bits}b s{config.seed}",
+                   unit="ep", initial=run.start_epoch, enabled=config.progress and run.ranks.is_main)
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
         seen = run.images_seen
@@ -455,7 +455,7 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
         "tag": config.tag,
         "method_info": {"ablation_of": method_cls.ablation_of, "supervised": method_cls.supervised,
                         "family": method_cls.family, "closed_form": method_cls.closed_form},
-        "dataset": config.dataset,
+        "dataset": display_name(config.dataset),  # the config keeps the whole spec
         "bits": config.bits,
         "seed": config.seed,
         "config": config.as_dict(),
