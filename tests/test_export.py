@@ -168,7 +168,7 @@ def original_images(folder: Path) -> tuple[torch.Tensor, np.ndarray]:
     with np.load(folder / "codes.npz") as codes:
         index, packed = codes["database_index"], codes["database_codes"]
     files = load_dataset(read_record(folder)["config"]["dataset"]).image_files
-    pixels = [torch.from_numpy(np.asarray(Image.open(files[i]).convert("RGB"))).permute(2, 0, 1) for i in index]
+    pixels = [torch.from_numpy(np.array(Image.open(files[i]).convert("RGB"))).permute(2, 0, 1) for i in index]
     return torch.stack(pixels), packed
 
 
@@ -189,7 +189,7 @@ def test_exported_module_takes_list_file_images_at_their_own_size(list_run: Path
     backbone = build_backbone("small_cnn")
     expected = ImageTransform(32, backbone.mean, backbone.std)(stored, train=False)
     with torch.no_grad():
-        own_size = torch.stack([torch.from_numpy(np.asarray(Image.open(f).convert("RGB"))).permute(2, 0, 1)
+        own_size = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)
                                 for f in files[:8]])
         assert torch.equal(module.preprocess(own_size), expected)
 

@@ -177,8 +177,8 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
     for tag in sorted(records["tag"].dropna().unique()):
         runs = records[records["tag"] == tag]
         held_out = any(holds_out(raw[path]) for path in runs["path"])
-        what = "Validation mAP (held-out training items as queries, not the test queries)" if held_out else \
-            "mAP by Hamming ranking"
+        what = ("Validation mAP (held-out training items as queries, not the test queries)" if held_out
+                else "mAP by Hamming ranking")
         tables += write(runs, stem=f"map-{tag}", title=f"{what}, tag `{tag}`")
     drawn = write_figures(untagged, raw, out, multi_label=multi_label, tsne_bits=tsne_bits,
                           tsne_methods=tsne_methods) if figures else []

@@ -52,7 +52,7 @@ ARTIFACT_VERSION = 1
 PIL_PRECISION_BITS = 22
 
 
-def pil_bilinear_weights(in_size: int, out_size: int) -> torch.Tensor:
+def pil_bilinear_weights(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
     """``(out_size, in_size)`` float64 matrix of the integer weights, scaled by
     ``2**PIL_PRECISION_BITS``, with which Pillow's ``resize(..., BILINEAR)`` maps a row of
     ``in_size`` pixels to ``out_size`` (its ``precompute_coeffs`` and ``normalize_coeffs_8bpc``,
@@ -60,18 +60,18 @@ def pil_bilinear_weights(in_size: int, out_size: int) -> torch.Tensor:
     scale = float(in_size) / float(out_size)
     filterscale = scale if scale > 1.0 else 1.0
     support = filterscale  # the bilinear filter's support (1) times the scale
-    centers = (torch.arange(out_size, dtype=torch.float64) + 0.5) * scale
+    centers = (torch.arange(out_size, dtype=torch.float64, device=device) + 0.5) * scale
     first = torch.trunc(centers - support + 0.5).clamp(min=0.0)
     count = torch.trunc(centers + support + 0.5).clamp(max=float(in_size)) - first
     taps: list[torch.Tensor] = []
-    total = torch.zeros(out_size, dtype=torch.float64)
+    total = torch.zeros(out_size, dtype=torch.float64, device=device)
     for tap in range(math.ceil(support) * 2 + 1):
         distance = ((first + tap - centers + 0.5) * (1.0 / filterscale)).abs()
         weight = torch.where((count > tap) & (distance < 1.0), 1.0 - distance, torch.zeros_like(distance))
         total = total + weight  # summed in tap order, as Pillow does
         taps.append(weight)
-    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
-    rows = torch.arange(out_size)
+    matrix = torch.zeros(out_size, in_size, dtype=torch.float64, device=device)
+    rows = torch.arange(out_size, device=device)
     for tap, weight in enumerate(taps):
         normalised = torch.where(total != 0.0, weight / total, weight)
         used = count > tap
@@ -105,11 +105,11 @@ def pil_resize(images: torch.Tensor, size: int, order_passes: bool) -> torch.Ten
     height, width = x.shape[-2], x.shape[-1]
     vertical_first = order_passes and height - size > 0 and height - size > (width - size) * 2
     if vertical_first and height != size:
-        x = _pil_pass(torch.matmul(pil_bilinear_weights(height, size), x), integer)
+        x = _pil_pass(torch.matmul(pil_bilinear_weights(height, size, x.device), x), integer)
     if width != size:
-        x = _pil_pass(torch.matmul(x, pil_bilinear_weights(width, size).t()), integer)
+        x = _pil_pass(torch.matmul(x, pil_bilinear_weights(width, size, x.device).t()), integer)
     if not vertical_first and height != size:
-        x = _pil_pass(torch.matmul(pil_bilinear_weights(height, size), x), integer)
+        x = _pil_pass(torch.matmul(pil_bilinear_weights(height, size, x.device), x), integer)
     return x.to(torch.uint8) if integer else x.to(images.dtype)
 
 
