@@ -15,14 +15,14 @@ from typing import Any
 import click
 
 from hashbench.config import CONFIG_OPTIONS, CONFIG_PARAMS, RunConfig, parse_assignments
-from hashbench.data.datasets import PATTERNS
+from hashbench.data.datasets import PATTERNS, display_name
 from hashbench.data.standard import LIST_PRESETS
 from hashbench.deploy.export import FORMATS
 from hashbench.deploy.index import BACKENDS as SEARCH_BACKENDS
 from hashbench.engine.distributed import world
 from hashbench.engine.launch import ClusterOptions, submit
 from hashbench.engine.preflight import data_key, preflight
-from hashbench.engine.runner import execute
+from hashbench.engine.runner import execute, map_label
 from hashbench.experiment import Experiment
 from hashbench.method import family_key
 from hashbench.planning import (
@@ -199,7 +199,8 @@ def run_command(config_file: str | None, grid_names: str | None, assignments: tu
     for setup in ready.setups:
         echo(setup)
     failures = []
-    labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {config.dataset} {config.bits} bits seed {config.seed}"
+    labels = {id(config): f"[{i}/{len(jobs)}] {config.method} {display_name(config.dataset)} {config.bits} bits seed "
+                          f"{config.seed}"
               for i, config in enumerate(jobs, start=1)}
 
     def report(config: Any, outcome: Any) -> None:
@@ -207,7 +208,7 @@ def run_command(config_file: str | None, grid_names: str | None, assignments: tu
         if outcome.status == "done":
             metrics = outcome.record["metrics"]
             k = metrics["topk"]
-            echo(f"{label}: mAP@{k} = {metrics[f'map_expected@{k}']:.4f} (ties: expected; by index "
+            echo(f"{label}: {map_label(config, k)} = {metrics[f'map_expected@{k}']:.4f} (ties: expected; by index "
                  f"{metrics[f'map@{k}']:.4f}) ({outcome.record['timing']['train_s']:.1f} s training)")
         elif outcome.status == "skipped":
             echo(f"{label}: skipped, record exists at {outcome.folder} (--force reruns it)")
@@ -349,7 +350,10 @@ def index_command(run_dir: str, out: str | None, force: bool) -> None:
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
               help="A query image file; repeatable.")
 @click.option("--item", "items", multiple=True, type=int,
-              help="A query item of the run's dataset by index; repeatable.")
+              help="A query item of the run's dataset by index, counted over all its items whatever their role "
+                   "(list files: train.txt's lines, then test.txt's, then database.txt's; image folders: the files "
+                   "sorted by path, test/ before train/), as results are; printed with its file and labels. "
+                   "Repeatable.")
 @click.option("--topk", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--backend", type=click.Choice(SEARCH_BACKENDS), default="auto", show_default=True,
               help="faiss (IndexBinaryFlat) when installed, else the project's packed-code kernel; same results.")

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hashbench.data.datasets import display_name, split_display_name
 from hashbench.data.images import AUGMENTATIONS
 from hashbench.results import run_dir
 from hashbench.validation import MAX_BITS, MIN_BITS, HashbenchError, Param, choice, flag, integer, real, text
@@ -141,7 +142,7 @@ class RunConfig:
 
     def folder(self, results_root: str | Path) -> Path:
         """This run's folder in the results store."""
-        return run_dir(results_root, self.dataset, self.method, self.bits, self.seed, self.tag)
+        return run_dir(results_root, display_name(self.dataset), self.method, self.bits, self.seed, self.tag)
 
     def fingerprint(self) -> str:
         """Digest of everything that shapes the trained model (runtime keys excluded)."""
@@ -184,6 +185,7 @@ def parse_assignments(items: tuple[str, ...] | list[str]) -> dict[str, str]:
 def method_layers(method_cls: Any, dataset: str) -> list[tuple[str, dict[str, Any]]]:
     """The method's settings for ``dataset``: every ``dataset_defaults`` entry whose
     pattern matches the dataset's name, as (pattern, values), in declaration order."""
+    dataset = split_display_name(dataset)[1]  # what the data is, not what it is called
     return [(pattern, values) for pattern, values in method_cls.dataset_defaults.items()
             if fnmatch.fnmatch(dataset, pattern)]
 
@@ -276,8 +278,12 @@ def resolve_with_sources(*, method: str, method_cls: Any, dataset: str, dataset_
                 name, param, target, label = f"{method}: {key}", method_cls.params[key], hparams, f"hparams.{key}"
             else:
                 raise layer.locate(unknown_key_message(key, method, list(method_cls.params)), key)
+            if layer.name == COMMAND_LINE:  # text, read by the key's declaration
+                value = param.from_text(value)
+            elif layer.file is not None and isinstance(value, str) and value.strip().lower() in ("none", "null"):
+                value = None  # TOML has no null: a file writes "none"
             try:
-                target[key] = param.check(name, param.from_text(value) if layer.name == COMMAND_LINE else value)
+                target[key] = param.check(name, value)
             except HashbenchError as err:
                 raise layer.locate(str(err), key) from None
             sources[label] = layer.source(key)

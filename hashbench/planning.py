@@ -24,7 +24,7 @@ from hashbench.config import (
     resolve_with_sources,
     unknown_key_message,
 )
-from hashbench.data.datasets import get_dataset
+from hashbench.data.datasets import display_name, get_dataset
 from hashbench.engine.launch import LAUNCHERS
 from hashbench.experiment import Experiment, Grid, Schema, load_experiment
 from hashbench.registry import METHODS
@@ -33,7 +33,9 @@ from hashbench.validation import HashbenchError, Items, Param, choice, integer, 
 #: The grid's keys: lists, on the command line comma-separated.
 GRID_KEYS: dict[str, Items] = {
     "methods": Items(text(None), help="method names (hashbench list methods); required without --config"),
-    "datasets": Items(text(None), default=("digits",), help="dataset names (hashbench list datasets)"),
+    "datasets": Items(text(None), default=("digits",), help="dataset names (hashbench list datasets); "
+                      "NAME=listfile:DIR (or imagefolder:DIR) shows a folder dataset as NAME in results folders, "
+                      "tables and figures"),
     "bits": Items(BITS, default=(16, 32, 64), help="code lengths"),
     "seeds": Items(SEED, default=(0,), help="training seeds"),
 }
@@ -119,6 +121,12 @@ def plan_runs(command_line: CommandLine, experiment: Experiment | None = None,
     for grid in experiment.select(grid_names) if experiment else [None]:
         keys = {key: grid_key(key, command_line, grid) for key in GRID_KEYS}
         check_grid_key("methods", keys["methods"])
+        shown: dict[str, str] = {}
+        for dataset in keys["datasets"]:  # one name, one results folder and one table column
+            first = shown.setdefault(display_name(dataset), dataset)
+            if first != dataset:
+                raise HashbenchError(f"datasets {first} and {dataset} are both shown as {display_name(dataset)}; "
+                                     "give them different names")
         classes = {name: METHODS.get(name) for name in keys["methods"]}
 
         def known(key: str, among: list[Any]) -> bool:

@@ -14,6 +14,7 @@ from conftest import REPO
 from hashbench.analysis.tables import markdown_text
 from hashbench.config import RunConfig
 from hashbench.results import load_codes
+from hashbench.validation import HashbenchError
 
 
 def write(path: Path, text: str) -> Path:
@@ -134,6 +135,40 @@ def test_config_show_without_a_file_shows_the_flags_runs(cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_every_config_key_is_type_checked_whoever_sets_it(cli, tmp_path):
+    with pytest.raises(HashbenchError, match=r"^image_size must be an integer or none; got '64'$"):
+        RunConfig(method="csq", dataset="digits", bits=16, image_size="64").validate()
+    assert RunConfig(method="csq", dataset="digits", bits=16, image_size=64.0).validate().image_size == 64
+    result = cli("config", "show", "--methods", "csq", "--set", "epochs=none", "--results", tmp_path / "r")
+    assert result.exit_code != 0 and result.output.strip().endswith("epochs must be an integer; got None")
+    assert len(show(cli, "--methods", "csq", "--bits", "16,32", "--seeds", "0,1", "--results", tmp_path / "r")) == 4
+
+
+@pytest.mark.parametrize(("datasets", "message"), [
+    ("cifar10=listfile:/x", "dataset name 'cifar10' (of cifar10=listfile:/x) is a registered dataset's"),
+    ("my/set=listfile:/x", "dataset name 'my/set' (of my/set=listfile:/x) must be letters, digits"),
+    ("mine=cifar10", "only folder datasets take a name (NAME=listfile:DIR or NAME=imagefolder:DIR); got mine=cifar10"),
+    ("a=listfile:/x,a=listfile:/y", "datasets a=listfile:/x and a=listfile:/y are both shown as a"),
+])
+def test_bad_dataset_names_are_one_line_errors(cli, tmp_path, datasets, message):
+    result = cli("config", "show", "--methods", "csq", "--datasets", datasets, "--results", tmp_path / "r")
+    assert result.exit_code != 0 and message in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_dataset_name_sets_the_folder_and_keeps_the_spec_and_recipes(cli, tmp_path):
+    """NAME=listfile:DIR is stored under NAME; the config (and its fingerprint) keeps the whole spec;
+    a method's settings for a dataset follow what the data is, not its name."""
+    named, unnamed = (show(cli, "--methods", "dbdh", "--bits", "16", "--datasets", dataset, "--results",
+                           tmp_path / "r")[0] for dataset in ("cifar10-x=listfile:/data/x", "listfile:/data/x"))
+    assert named["folder"] == str(tmp_path / "r" / "cifar10-x" / "dbdh" / "16" / "seed0")
+    assert named["config"]["dataset"] == "cifar10-x=listfile:/data/x" and named["fingerprint"] != unnamed["fingerprint"]
+    # dbdh's cifar10* recipe (augment none) is for CIFAR-10, not for a list folder named so
+    assert named["config"]["augment"] == unnamed["config"]["augment"] == "random_crop_flip"
+    assert {k: v for k, v in named["config"].items() if k != "dataset"} == {
+        k: v for k, v in unnamed["config"].items() if k != "dataset"}
+    assert RunConfig(method="csq", dataset="digits", bits=16).folder("r") == Path("r/digits/csq/16/seed0")
+
+
 BAD = [
     ('methods = ["csq"]\nlamda_q = 1\n', "x.toml: unknown key 'lamda_q' at the top level"),
     ('methods = ["csq"]\nepoch = 3\n', "x.toml: unknown key 'epoch' at the top level; did you mean epochs?"),
@@ -146,6 +181,11 @@ BAD = [
     ('methods = ["csq"]\nlr = [1]\n', "x.toml: lr must be a finite number > 0; got [1]"),
     ('methods = ["csq"]\nlr = -1\n', "x.toml: lr must be a finite number > 0"),
     ('methods = ["csq"]\naugment = "rotate"\n', "x.toml: augment must be one of"),
+    ('methods = ["csq"]\n[method.csq]\ntopk = "5"\n',
+     "x.toml: [method.csq] topk must be an integer >= 1 or none; got '5'"),
+    ('methods = ["csq"]\nbackbone = 5\n', "x.toml: backbone must be a string; got 5"),
+    ('methods = ["csq"]\nfrozen_backbone = "none"\n', "x.toml: frozen_backbone must be true or false; got None"),
+    ('methods = ["csq"]\nbits = ["16"]\n', "x.toml: bits must be an integer >= 8 and <= 1024; got '16'"),
     ('methods = ["mlh"]\n[method.mlh]\nlambda_center = -1\n',
      "x.toml: [method.mlh] lambda_center must be a finite number >= 0; got -1"),
     ('methods = ["hashnet"]\nalpha = "abc"\n', "x.toml: hashnet: alpha must be a finite number > 0"),

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import invoke
+from PIL import Image
+from test_listfile import make_list_dataset
 
 from hashbench.data.datasets import load_dataset
-from hashbench.deploy.model import MODEL, load_model
+from hashbench.data.images import ImageTransform, decode_image
+from hashbench.deploy.model import MODEL, load_model, pil_resize, pillow_orders_passes, stored_image_size
 from hashbench.models.backbones import build_backbone
 from hashbench.results import RECORD, read_record
 
@@ -159,3 +162,64 @@ def test_export_never_replaces_a_file_without_force(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(tmp_path / "run"), "--out", str(out)])
     assert result.exit_code == 1 and result.output.strip() == f"Error: {out} exists; --force replaces it"
     assert out.read_bytes() == b"the user's file"
+
+
+@pytest.fixture(scope="module")
+def list_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fine-tuned run on a list-file dataset of 56x56 images (stored, as every file, at 256 px)."""
+    root = tmp_path_factory.mktemp("export_list")
+    data = make_list_dataset(root / "data", {"train": [[1, 0], [0, 1]] * 6, "test": [[1, 0], [0, 1]] * 2,
+                                             "database": [[1, 0], [0, 1]] * 5}, size=56)
+    result = invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
+                    "--backbone", "small_cnn", "--set", "image_size=32", "--results", root / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    (record,) = (root / "r").glob("**/result.json")
+    return record.parent
+
+
+def original_images(folder: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """The database image files of a list-file run decoded at their own size, and its saved packed codes."""
+    with np.load(folder / "codes.npz") as codes:
+        index, packed = codes["database_index"], codes["database_codes"]
+    files = load_dataset(read_record(folder)["config"]["dataset"]).image_files
+    pixels = [torch.from_numpy(np.array(Image.open(files[i]).convert("RGB"))).permute(2, 0, 1) for i in index]
+    return torch.stack(pixels), packed
+
+
+def test_exported_module_takes_list_file_images_at_their_own_size(list_run: Path, tmp_path: Path) -> None:
+    """The run decoded its 56x56 files at 256 px (Pillow, bilinear), then resized to 32 px: the
+    exported module does both, so the original files give the saved codes bit for bit."""
+    pixels, packed = original_images(list_run)
+    assert pixels.shape[-2:] == (56, 56)
+    out = tmp_path / "model.pt"
+    assert invoke("export", list_run, "--format", "torchscript", "--out", out).exit_code == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(str(out))
+    assert np.array_equal(encode_in_batches(module, pixels), packed)
+    assert np.array_equal(encode_in_batches(load_model(list_run), pixels), packed)
+    files = load_dataset(read_record(list_run)["config"]["dataset"]).image_files
+    stored = torch.stack([decode_image(file, 256) for file in files[:8]])  # as the runner fed them
+    backbone = build_backbone("small_cnn")
+    expected = ImageTransform(32, backbone.mean, backbone.std)(stored, train=False)
+    with torch.no_grad():
+        own_size = torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1)
+                                for f in files[:8]])
+        assert torch.equal(module.preprocess(own_size), expected)
+
+
+@pytest.mark.parametrize(("height", "width", "size"), [(56, 56, 256), (300, 200, 256), (513, 100, 256),
+                                                       (200, 300, 64), (1000, 700, 256), (7, 9, 8), (56, 40, 32)])
+def test_pil_resize_is_pillows_bilinear_resize_bit_for_bit(height: int, width: int, size: int) -> None:
+    rng = np.random.default_rng(height * width)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    resized = pil_resize(torch.from_numpy(image).permute(2, 0, 1)[None], size, pillow_orders_passes())
+    assert np.array_equal(resized[0].permute(1, 2, 0).numpy(), expected)
+
+
+def test_stored_size_of_a_file_dataset_is_known_without_decoding(tmp_path: Path) -> None:
+    """A frozen run whose features came from the cache never loads its images: its model still
+    records the side files are decoded at, so that export and search resize as training did."""
+    data = load_dataset(f"listfile:{make_list_dataset(tmp_path, {'train': [[1]], 'test': [[1]], 'database': [[1]]})}")
+    assert stored_image_size(data) == 256 and "images" not in data.__dict__

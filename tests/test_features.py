@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import multiprocessing
+import os
 import tarfile
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_listfile import make_list_dataset
 
 from hashbench.data import ImageTransform, load_dataset, sources
 from hashbench.engine.features import FEATURES_VERSION, cached_features, feature_key, needed_items
@@ -49,6 +51,37 @@ def test_cache_is_reused_and_a_corrupt_file_is_rebuilt(tmp_path):
     rebuilt, cached = cached_features(data, "small_cnn", backbone, transform, device=torch.device("cpu"),
                                       folder=tmp_path)
     assert not cached and torch.equal(first, rebuilt)
+
+
+def test_features_of_files_follow_the_images_content(tmp_path, monkeypatch):
+    """An image changed in place gets new features (the cache key digests the files' content);
+    a file merely touched keeps them; each file is read once, then known by size and mtime."""
+    from hashbench.engine import features as features_module
+
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    root = make_list_dataset(tmp_path / "data", {"train": [[1, 0], [0, 1]], "test": [[1, 0]],
+                                                 "database": [[0, 1], [1, 0]]})
+    backbone = build_backbone("small_cnn")
+    transform = ImageTransform(16, backbone.mean, backbone.std)
+
+    def extract() -> tuple[torch.Tensor, bool]:
+        return cached_features(load_dataset(f"listfile:{root}"), "small_cnn", backbone, transform,
+                               device=torch.device("cpu"), folder=tmp_path / "features", progress=False)
+
+    first, cached = extract()
+    assert not cached
+    hashed = []
+    real_sha256 = features_module.file_sha256
+    monkeypatch.setattr(features_module, "file_sha256", lambda path: hashed.append(path.name) or real_sha256(path))
+    assert extract()[1] and hashed == []  # every file known by its size and mtime
+    image = root / "img" / "test_0.png"
+    Image.fromarray(np.zeros((12, 12, 3), dtype=np.uint8)).save(image)  # changed in place
+    later = image.stat().st_mtime_ns + 10**9
+    os.utime(image, ns=(later, later))
+    changed, cached = extract()
+    assert not cached and hashed == ["test_0.png"] and not torch.equal(changed, first)
+    os.utime(root / "img" / "train_1.png", ns=(later, later))  # touched, same content: same key
+    assert extract()[1] and hashed == ["test_0.png", "train_1.png"]
 
 
 def test_frozen_runs_share_the_feature_cache(cli, tmp_path, monkeypatch):

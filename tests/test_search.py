@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import invoke
 from PIL import Image
+from test_listfile import make_list_dataset
 
 from hashbench.cli import main
 from hashbench.data.datasets import load_dataset
@@ -75,13 +76,30 @@ def test_search_item_finds_itself_first(run: Path) -> None:
     item = first_of_its_code(run)
     result = invoke("search", run, "--item", item, "--topk", "5", "--json")
     found = json.loads(result.output)
-    assert len(found) == 1 and found[0]["query"] == {"item": item}
+    label = str(int(load_dataset("digits").labels[item].argmax()))
+    assert len(found) == 1 and found[0]["query"] == {"item": item, "path": None, "labels": [label]}
     top = found[0]["results"]
     assert len(top) == 5 and top[0]["item"] == item and top[0]["distance"] == 0
     assert [r["distance"] for r in top] == sorted(r["distance"] for r in top)
-    assert top[0]["labels"] == [str(int(load_dataset("digits").labels[item].argmax()))]
+    assert top[0]["labels"] == [label]
     text = invoke("search", run, "--item", item, "--topk", "3").output
-    assert text.splitlines()[0] == f"query: item {item}" and f"item {item}" in text.splitlines()[1]
+    assert text.splitlines()[0] == f"query: item {item}  label {label}" and f"item {item}" in text.splitlines()[1]
+
+
+@pytest.mark.slow
+def test_an_item_query_of_a_list_file_dataset_names_its_file_and_labels(tmp_path: Path) -> None:
+    """--item N counts train.txt's lines, then test.txt's, then database.txt's: N = 9 is the
+    second query here, printed with its file and labels (text and JSON)."""
+    data = make_list_dataset(tmp_path / "data", {"train": [[1, 0], [0, 1]] * 4, "test": [[1, 0], [0, 1]],
+                                                 "database": [[1, 0], [0, 1]] * 3})
+    result = invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
+                    "--backbone", "small_cnn", "--set", "image_size=16", "--results", tmp_path / "r", "--no-progress")
+    assert result.exit_code == 0, result.output
+    (record,) = (tmp_path / "r").glob("**/result.json")
+    found = json.loads(invoke("search", record.parent, "--item", "9", "--topk", "2", "--json").output)
+    assert found[0]["query"] == {"item": 9, "path": str(data / "img" / "test_1.png"), "labels": ["1"]}
+    text = invoke("search", record.parent, "--item", "9", "--topk", "2").output
+    assert text.splitlines()[0] == f"query: item 9  {data / 'img' / 'test_1.png'}  label 1"
 
 
 @pytest.mark.slow

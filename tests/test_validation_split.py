@@ -57,3 +57,25 @@ def test_curve_point_equals_the_shorter_run(cli, tmp_path):
     assert curve["history"][3]["val_map"] == curve["metrics"]["map_expected@1297"]
     assert short["tag"] == "validation" and short["protocol"]["validation"] == 300
     assert short["protocol"]["sizes"] == {"train": 1297, "query": 300, "database": 1297}
+
+
+@pytest.mark.slow
+def test_validation_mAP_is_named_so_and_a_frozen_run_records_no_augmentation(cli, tmp_path, monkeypatch):
+    """The console line, the log and the report's table say "validation mAP (held-out training
+    items)"; a frozen run records that its cached features were not augmented, while its config
+    (and fingerprint) keeps the recipe's value."""
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    result = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--frozen-backbone", "--results",
+                 tmp_path / "r", "--no-progress", "--set", "validation=300", "--set", "augment=crop_flip")
+    assert result.exit_code == 0, result.output
+    assert "frozen backbone (cached features, no augmentation)" in result.output
+    assert "csq digits 16 bits seed 0: validation mAP@1297 (held-out training items) = " in result.output
+    folder = run_dir(tmp_path / "r", "digits", "csq", 16, 0, "validation")
+    assert "validation mAP@1297 (held-out training items) = " in (folder / "log.txt").read_text()
+    record = json.loads((folder / "result.json").read_text())
+    assert record["backbone"]["augment"] == "none (frozen features)" and record["config"]["augment"] == "crop_flip"
+    assert record["fingerprint"] == RunConfig(**record["config"]).fingerprint()
+    report = cli("report", "--results", tmp_path / "r", "--out", tmp_path / "report", "--no-figures")
+    assert report.exit_code == 0, report.output
+    assert (tmp_path / "report" / "map-validation.md").read_text().startswith(
+        "# Validation mAP (held-out training items as queries, not the test queries), tag `validation`")

@@ -85,17 +85,24 @@ def family_panels(styles: dict[str, Style], methods: Iterable[str], title: str, 
                              squeeze=False)
     for ax in list(axes.flat)[len(families):]:
         ax.set_visible(False)
+        if share:  # a shared x axis labels the bottom row only: the panel above an empty cell labels its own
+            axes[ax.get_subplotspec().rowspan.start - 1, ax.get_subplotspec().colspan.start].xaxis.set_tick_params(
+                labelbottom=True)
     fig.suptitle(title)
     return fig, dict(zip(families, axes.flat, strict=False))
 
 
 def draw_by_family(series: dict[str, tuple[np.ndarray, np.ndarray]], styles: dict[str, Style], title: str,
-                   *, xlabel: str, ylabel: str, **axis: object) -> plt.Figure:
+                   *, xlabel: str, ylabel: str, chance: float | None = None, **axis: object) -> plt.Figure:
     """Curves (method -> (x, y)) on one panel per family: the family's methods in their
     colours over every other method's curve in grey, so each panel is readable at 20+
-    methods and still shows where its family stands among all."""
+    methods and still shows where its family stands among all; ``chance``: the precision of a
+    random ranking, drawn as a dotted line on every panel."""
     fig, panels = family_panels(styles, series, title)
     for family, ax in panels.items():
+        if chance is not None:
+            ax.axhline(chance, color="black", linestyle=":", linewidth=1, zorder=0,
+                       label=f"random ranking ({chance:.2f})")
         for method, (x, y) in sorted(series.items()):
             if styles[method].family != family:
                 ax.plot(x, y, color=CONTEXT_GREY, linewidth=0.8, zorder=1)
@@ -138,12 +145,20 @@ def curves_by_method(runs: pd.DataFrame, codes_of: dict[str, Codes]) -> dict[str
     return out
 
 
+def chance_precision(curves: dict[str, list[RetrievalResult]]) -> float:
+    """The precision of a random ranking at any depth: the share of database items relevant to a
+    query, averaged over the queries (every run of a figure has the same ones). It is the
+    precision within the largest Hamming radius, where every item is retrieved: high on
+    multi-label data (0.35, say), where a curve means little without it."""
+    return float(next(iter(curves.values()))[0].radius_precision[-1])
+
+
 def pr_figure(curves: dict[str, list[RetrievalResult]], styles: dict[str, Style], title: str) -> plt.Figure:
     series = {method: (np.mean([r.radius_recall for r in results], axis=0),
                        np.mean([r.radius_precision for r in results], axis=0))
               for method, results in curves.items()}
     return draw_by_family(series, styles, title, xlabel="Recall", ylabel="Precision", xlim=(0, 1.02),
-                          ylim=(0, 1.02))
+                          ylim=(0, 1.02), chance=chance_precision(curves))
 
 
 def precision_at_n_figure(curves: dict[str, list[RetrievalResult]], styles: dict[str, Style], title: str
@@ -151,7 +166,7 @@ def precision_at_n_figure(curves: dict[str, list[RetrievalResult]], styles: dict
     series = {method: (results[0].cutoffs, np.mean([r.precision_at for r in results], axis=0))
               for method, results in curves.items()}
     return draw_by_family(series, styles, title, xlabel="Number of top retrieved items N", ylabel="Precision@N",
-                          ylim=(0, 1.02))
+                          ylim=(0, 1.02), chance=chance_precision(curves))
 
 
 def pair_names(multi_label: bool) -> tuple[str, str]:
@@ -244,6 +259,16 @@ def code_distribution_figure(codes_by_method: dict[str, Codes], styles: dict[str
     return fig
 
 
+def loss_scale(losses: np.ndarray) -> str:
+    """``log`` when the losses are positive and span two powers of ten (a log axis then labels
+    at least two ticks), else ``linear``: a log axis over less shows one label or none, and
+    cannot show a loss <= 0 at all."""
+    low, high = float(np.min(losses)), float(np.max(losses))
+    if low <= 0 or not np.isfinite(high):
+        return "linear"
+    return "log" if np.floor(np.log10(high)) - np.ceil(np.log10(low)) >= 1 else "linear"
+
+
 def training_curves_figure(records: list[dict], styles: dict[str, Style], title: str) -> plt.Figure | None:
     """Per-epoch training loss (first seed of each method; closed-form fits have none)."""
     series: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -257,10 +282,11 @@ def training_curves_figure(records: list[dict], styles: dict[str, Style], title:
     # losses of different methods are on different scales: each panel its own axes
     fig, panels = family_panels(styles, series, title, share=False)
     for family, ax in panels.items():
-        for method, (x, y) in sorted(series.items()):
-            if styles[method].family == family:
-                ax.plot(x, y, label=method, **_line_style(styles[method]))
-        ax.set(title=family, xlabel="Epoch", ylabel="Training loss", yscale="log")
+        shown = {method: xy for method, xy in sorted(series.items()) if styles[method].family == family}
+        for method, (x, y) in shown.items():
+            ax.plot(x, y, label=method, **_line_style(styles[method]))
+        ax.set(title=family, xlabel="Epoch", ylabel="Training loss",
+               yscale=loss_scale(np.concatenate([y for _, y in shown.values()])))
         ax.legend(fontsize=6.5)
     fig.tight_layout()
     return fig

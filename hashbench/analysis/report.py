@@ -127,6 +127,12 @@ def write_tables(records: pd.DataFrame, out: Path, stem: str, title: str, *, tie
             csv_path]
 
 
+def holds_out(record: dict) -> bool:
+    """Whether a run's queries were held-out training items (``validation > 0``): its mAP is a
+    validation number, never a test one."""
+    return bool((record.get("protocol") or {}).get("validation") or (record.get("config") or {}).get("validation"))
+
+
 def ablation_families(records: pd.DataFrame) -> dict[str, list[str]]:
     """Each ablated method that has runs -> the methods whose ``method_info.ablation_of`` names it,
     both in record order (records without ``method_info`` ablate nothing)."""
@@ -203,8 +209,11 @@ def build_report(results_root: Path, out: Path, *, datasets: list[str] | None = 
         tables += write(untagged, stem="ablation", title=f"Ablation of {markdown_text(', '.join(families))} (mAP)",
                         methods=methods)
     for tag in sorted(records["tag"].dropna().unique()):
-        tables += write(records[records["tag"] == tag], stem=f"map-{tag}",
-                        title=f"mAP by Hamming ranking, tag {markdown_code(tag)}")
+        runs = records[records["tag"] == tag]
+        held_out = any(holds_out(raw[path]) for path in runs["path"])
+        what = ("Validation mAP (held-out training items as queries, not the test queries)" if held_out
+                else "mAP by Hamming ranking")
+        tables += write(runs, stem=f"map-{tag}", title=f"{what}, tag {markdown_code(tag)}")
     from hashbench.analysis.figures import write_figures
     from hashbench.analysis.retrieval_examples import write_retrieval_figures
 

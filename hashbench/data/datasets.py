@@ -7,7 +7,9 @@ split are available at once and whose pixels are decoded on first use.
 Built-in names: ``digits`` (the embedded default), ``cifar10``, ``cifar10-1``,
 ``cifar10-2``, ``imagenet100``, ``coco``, ``nuswide21``; and two patterns that take a
 folder: ``listfile:DIR`` (DeepHash-style list files) and ``imagefolder:DIR``
-(``train/<class>/*`` and ``test/<class>/*``).
+(``train/<class>/*`` and ``test/<class>/*``). ``NAME=listfile:DIR`` (or ``imagefolder``)
+gives a folder dataset a short name (:func:`display_name`) that results folders, tables and
+figures show instead of the path; the run's config keeps the whole spec.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -64,6 +67,9 @@ class HashingDataset:
     warnings: list[str] = field(default_factory=list)
     # List-file datasets: the digest of the list files' content (part of digest()).
     lists_digest: str | None = None
+    # The file of each item when images are read from files (list files, image folders; decoded
+    # to FileImages' LOAD_SIZE squares), known without decoding any; None for images held in memory.
+    image_files: list[Path] | None = field(default=None, repr=False)
 
     @cached_property
     def images(self) -> ImageStore:
@@ -330,6 +336,7 @@ def load_list_dataset(name: str, root: Path, topk: int | None, seed: int, option
         files=[os.path.normpath(p) for p in paths],
         origins=[f"{files[role]}:{n}" for role in ("train", "query", "database") for n in lists[role].lines],
         lists_digest=lists_digest,
+        image_files=paths,
     )
 
 
@@ -360,6 +367,7 @@ def _load_image_folder(root: Path, seed: int, _options: LoadOptions) -> HashingD
         raise HashbenchError(f"{root}: expected train/<class>/* and test/<class>/* subfolders")
     train = np.flatnonzero(tree.subsets == "train").astype(np.int64)
     query = np.flatnonzero(tree.subsets == "test").astype(np.int64)
+    files = [root / member for member in tree.members]
     return HashingDataset(
         name=f"imagefolder:{root}",
         labels=one_hot(tree.class_ids, len(tree.class_names)),
@@ -368,24 +376,54 @@ def _load_image_folder(root: Path, seed: int, _options: LoadOptions) -> HashingD
         class_names=tree.class_names,
         source=f"{root} ({fingerprint(root)})",
         split_seed=seed,
-        load_images=lambda: FileImages([root / m for m in tree.members]),
+        load_images=lambda: FileImages(files),
+        image_files=files,
     )
 
 
 PATTERNS: dict[str, DatasetSpec] = {
     "listfile": DatasetSpec(
-        "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N)",
+        "listfile:DIR", "any folder with train.txt, test.txt and database.txt (K = all, or --set topk=N); "
+                        "NAME=listfile:DIR shows it as NAME",
         lambda root, seed, options: load_list_dataset(f"listfile:{root}", root, None, seed, options),
     ),
     "imagefolder": DatasetSpec(
-        "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries)",
+        "imagefolder:DIR", "any folder with train/<class>/* (train = database) and test/<class>/* (queries); "
+                           "NAME=imagefolder:DIR shows it as NAME",
         _load_image_folder,
     ),
 }
 
 
+#: What a folder dataset's display name may hold: it becomes a folder and a file name.
+DISPLAY_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def split_display_name(name: str) -> tuple[str | None, str]:
+    """``(NAME, pattern:DIR)`` of ``NAME=pattern:DIR``; ``(None, name)`` for a name without one
+    (an ``=`` after the ``:``, inside a folder's path, names nothing)."""
+    label, sep, spec = name.partition("=")
+    return (label, spec) if sep and ":" not in label else (None, name)
+
+
+def display_name(name: str) -> str:
+    """What results folders, tables and figure file names show for a dataset: NAME of
+    ``NAME=pattern:DIR``, else the name itself."""
+    return split_display_name(name)[0] or name
+
+
 def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
-    """The spec for ``name``; for ``pattern:DIR`` names also the folder they carry."""
+    """The spec for ``name``; for ``[NAME=]pattern:DIR`` names also the folder they carry."""
+    label, name = split_display_name(name)
+    if label is not None:
+        if not DISPLAY_NAME.fullmatch(label):
+            raise HashbenchError(f"dataset name {label!r} (of {label}={name}) must be letters, digits, '.', '_' or '-'")
+        if label in DATASETS.names():
+            raise HashbenchError(f"dataset name {label!r} (of {label}={name}) is a registered dataset's; choose "
+                                 "another")
+        if name.partition(":")[0] not in PATTERNS:
+            raise HashbenchError(f"only folder datasets take a name (NAME=listfile:DIR or NAME=imagefolder:DIR); got "
+                                 f"{label}={name}")
     prefix, sep, folder = name.partition(":")
     if sep:
         if prefix not in PATTERNS or not folder:
@@ -401,4 +439,6 @@ def get_dataset(name: str) -> tuple[DatasetSpec, Path | None]:
 def load_dataset(name: str, data_root: Path | None = None, split_seed: int = 0,
                  options: LoadOptions = LoadOptions()) -> HashingDataset:
     spec, folder = get_dataset(name)
-    return spec.load(folder or data_root or default_data_root(), split_seed, options)
+    dataset = spec.load(folder or data_root or default_data_root(), split_seed, options)
+    label = split_display_name(name)[0]
+    return dataset if label is None else dataclasses.replace(dataset, name=label)

@@ -62,10 +62,14 @@ def decode_image(path: Path, size: int) -> torch.Tensor:
     return torch.from_numpy(decode_rgb(path, str(path), size)).permute(2, 0, 1)
 
 
+#: The side :class:`FileImages` decodes files to unless told otherwise.
+LOAD_SIZE = 256
+
+
 class FileImages(Dataset):
     """Image files decoded on demand, resized to ``load_size`` squares."""
 
-    def __init__(self, paths: Sequence[Path], load_size: int = 256) -> None:
+    def __init__(self, paths: Sequence[Path], load_size: int = LOAD_SIZE) -> None:
         self.paths = list(paths)
         self.load_size = load_size
 

@@ -5,8 +5,15 @@ TorchScript), to packed codes, uint8 ``(N, ceil(bits / 8))`` in the bit order of
 ``codes.npz`` (:func:`numpy.packbits`), with the test-time transform inside: nothing of
 hashbench is needed to run it. TorchScript: the transform is scripted (any input size, uint8
 or float), backbone and code head are traced (the method's own ``forward`` and ``codes``, in
-eval mode). ONNX (``pip install 'hashbench[onnx]'``): exported for uint8 input at the side
-the run's images were stored at, with a dynamic batch dimension.
+eval mode); an image at another side than the one the run's images were stored at (256 for
+list files and image folders, whatever the files' size) is first resized to it as the
+dataset's files were decoded (Pillow's bilinear resize, reproduced bit for bit:
+:func:`hashbench.deploy.model.pil_resize`), so an image file fed at its own size gives the
+codes the run saved for it. ONNX (``pip install 'hashbench[onnx]'``): exported for uint8 input
+at that stored side (fixed height and width, a dynamic batch; onnxruntime refuses another
+size and names the expected one): resize images to it first as
+:func:`hashbench.data.images.decode_rgb` does, since the Pillow resize depends on the input
+size in ways a fixed ONNX graph cannot follow.
 """
 
 from __future__ import annotations

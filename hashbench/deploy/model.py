@@ -12,7 +12,8 @@ of a frozen grid shares one backbone, and a copy per run would cost 14 MB (Mobil
 528 MB (VGG-16) each. Such a model loads where those weights load (``$TORCH_HOME``).
 
 :class:`HashModel` reproduces the runner's encode path exactly (see
-:func:`hashbench.engine.runner.encode`): uint8 pixels -> ``ImageTransform`` at test time ->
+:func:`hashbench.engine.runner.encode`): uint8 pixels (an image of another side first resized
+to the stored one as the dataset's files were decoded) -> ``ImageTransform`` at test time ->
 channels-last backbone -> standardisation -> ``method.codes(method(features)) >= 0``, so on
 the CPU the codes of a run's database images equal its saved codes bit for bit (for a
 fine-tuned run; a frozen run's features were extracted in other batches, which may move a
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashbench.data.datasets import HashingDataset
-from hashbench.data.images import FileImages, ImageTransform, TensorImages
+from hashbench.data.images import LOAD_SIZE, FileImages, ImageTransform, TensorImages
 from hashbench.method import HashMethod, create_method
 from hashbench.models.backbones import Backbone, build_backbone
 from hashbench.results import MODEL, check_artifact, read_record
@@ -43,22 +45,95 @@ from hashbench.validation import HashbenchError
 ARTIFACT_VERSION = 1
 
 
+#: Bits of Pillow's fixed-point resampling weights for 8-bit images (``PRECISION_BITS`` in its Resample.c).
+PIL_PRECISION_BITS = 22
+
+
+def pil_bilinear_weights(in_size: int, out_size: int, device: torch.device) -> torch.Tensor:
+    """``(out_size, in_size)`` float64 matrix of the integer weights, scaled by
+    ``2**PIL_PRECISION_BITS``, with which Pillow's ``resize(..., BILINEAR)`` maps a row of
+    ``in_size`` pixels to ``out_size`` (its ``precompute_coeffs`` and ``normalize_coeffs_8bpc``,
+    step by step in double precision: the same numbers)."""
+    scale = float(in_size) / float(out_size)
+    filterscale = scale if scale > 1.0 else 1.0
+    support = filterscale  # the bilinear filter's support (1) times the scale
+    centers = (torch.arange(out_size, dtype=torch.float64, device=device) + 0.5) * scale
+    first = torch.trunc(centers - support + 0.5).clamp(min=0.0)
+    count = torch.trunc(centers + support + 0.5).clamp(max=float(in_size)) - first
+    taps: list[torch.Tensor] = []
+    total = torch.zeros(out_size, dtype=torch.float64, device=device)
+    for tap in range(math.ceil(support) * 2 + 1):
+        distance = ((first + tap - centers + 0.5) * (1.0 / filterscale)).abs()
+        weight = torch.where((count > tap) & (distance < 1.0), 1.0 - distance, torch.zeros_like(distance))
+        total = total + weight  # summed in tap order, as Pillow does
+        taps.append(weight)
+    matrix = torch.zeros(out_size, in_size, dtype=torch.float64, device=device)
+    rows = torch.arange(out_size, device=device)
+    for tap, weight in enumerate(taps):
+        normalised = torch.where(total != 0.0, weight / total, weight)
+        used = count > tap
+        matrix[rows[used], (first + tap).long()[used]] = torch.trunc(normalised * 4194304.0
+                                                                     + 0.5)[used]
+    return matrix
+
+
+def _pil_pass(x: torch.Tensor, integer: bool) -> torch.Tensor:
+    """One pass's sums back to pixels: Pillow's rounding and clipping to 0..255 for 8-bit images."""
+    if integer:
+        return torch.floor((x + 2097152.0) / 4194304.0).clamp(0, 255)
+    return x / 4194304.0
+
+
+def pillow_orders_passes() -> bool:
+    """Whether the installed Pillow runs the vertical pass first when the height shrinks more
+    than twice as much as the width (13.0 and later); earlier versions always start horizontally."""
+    import PIL
+
+    return int(PIL.__version__.split(".")[0]) >= 13
+
+
+def pil_resize(images: torch.Tensor, size: int, order_passes: bool) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` resized to ``size`` squares as :func:`hashbench.data.images.decode_rgb`
+    does with Pillow's ``resize((size, size), BILINEAR)``: a horizontal and a vertical pass,
+    each rounded to uint8, in Pillow's order (``order_passes``: :func:`pillow_orders_passes`);
+    bit for bit for uint8 input. Float input gets the same weights without the rounding."""
+    integer = images.dtype == torch.uint8
+    x = images.to(torch.float64)  # sums of integer products below 2**53: exact in any order
+    height, width = x.shape[-2], x.shape[-1]
+    vertical_first = order_passes and height - size > 0 and height - size > (width - size) * 2
+    if vertical_first and height != size:
+        x = _pil_pass(torch.matmul(pil_bilinear_weights(height, size, x.device), x), integer)
+    if width != size:
+        x = _pil_pass(torch.matmul(x, pil_bilinear_weights(width, size, x.device).t()), integer)
+    if not vertical_first and height != size:
+        x = _pil_pass(torch.matmul(pil_bilinear_weights(height, size, x.device), x), integer)
+    return x.to(torch.uint8) if integer else x.to(images.dtype)
+
+
 class Preprocess(nn.Module):
     """The test-time :class:`~hashbench.data.images.ImageTransform` as a scriptable module.
 
     uint8 pixels are used as they are; float pixels are taken in [0, 1] (torchvision's
-    convention) and scaled by 255. Same operations in the same order as the runner's
+    convention) and scaled by 255. Images of another side than ``input_size`` (the side the
+    run's images were stored at; 0 when unknown) are first resized to it as the dataset's
+    files were decoded (:func:`pil_resize`), so an image file fed at its own size gives the
+    codes the run saved for it. Then the same operations in the same order as the runner's
     transform, so the result is bit-identical for uint8 input.
     """
 
-    def __init__(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, image_size: int, mean: tuple[float, ...], std: tuple[float, ...], input_size: int = 0
+                 ) -> None:
         super().__init__()
         self.image_size = image_size
+        self.input_size = input_size
+        self.order_passes = pillow_orders_passes()  # the Pillow that decodes the dataset's files here
         self.register_buffer("scale", torch.tensor([1 / (255 * s) for s in std])[None, :, None, None])
         shift = [m / s for m, s in zip(mean, std, strict=True)]
         self.register_buffer("shift", torch.tensor(shift)[None, :, None, None])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.input_size > 0 and (images.shape[-1] != self.input_size or images.shape[-2] != self.input_size):
+            images = pil_resize(images, self.input_size, self.order_passes)
         x = images.float() if images.dtype == torch.uint8 else images.float() * 255
         x = x * self.scale - self.shift
         if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
@@ -205,7 +280,8 @@ def build_model(payload: dict[str, Any]) -> HashModel:
                            **payload["hparams"])
     method.load_state_dict(payload["method_state"])
     head = CodeHead(backbone.module, method, payload["feature_mean"], payload["feature_scale"])
-    preprocess = Preprocess(payload["image_size"], tuple(payload["mean"]), tuple(payload["std"]))
+    preprocess = Preprocess(payload["image_size"], tuple(payload["mean"]), tuple(payload["std"]),
+                            payload["input_size"] or 0)
     return HashModel(preprocess, head, input_size=payload["input_size"]).eval()
 
 
@@ -222,11 +298,12 @@ def load_model(folder: Path) -> HashModel:
 
 
 def stored_image_size(dataset: HashingDataset) -> int | None:
-    """The side a dataset's images are stored (and fed to the transform) at, when its image
-    store is already loaded (a frozen run on cached features never loads it: None)."""
+    """The side a dataset's images are stored (and fed to the transform) at: that of its image
+    store when loaded, the side files are decoded at for a dataset read from files, else None
+    (images held in memory that a frozen run on cached features never loaded)."""
     store = dataset.__dict__.get("images")  # the cached property, without loading it
     if isinstance(store, TensorImages):
         return int(store.pixels.shape[-1])
     if isinstance(store, FileImages):
         return store.load_size
-    return None
+    return LOAD_SIZE if dataset.image_files is not None else None  # files are decoded at LOAD_SIZE

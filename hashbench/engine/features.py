@@ -1,15 +1,27 @@
 """Frozen-backbone features, computed once and cached on disk.
 
 The key covers everything that changes the features: the dataset's source (with its
-content fingerprint) and size, the backbone, its weights (a local weights file by the
-sha256 of its content, so any path to the same file hits the cache), the image size and
-the normalisation. A file whose key or checksum does not match is rebuilt, never used.
+content fingerprint) and size, the images' content, the backbone, its weights (a local
+weights file by the sha256 of its content, so any path to the same file hits the cache), the
+image size and the normalisation. A file whose key or checksum does not match is rebuilt,
+never used.
+
+Images' content: for a dataset read from files (list files, image folders) the key holds a
+digest of the sha256 of every image file it uses, in item order (:func:`images_digest`), so an
+image changed in place gets new features. Each file's sha256 is kept in a manifest under
+``$HASHBENCH_CACHE`` by (path, size, mtime): a run reads only the files that are new or whose
+size or mtime changed, and stats the others. Not detected: a file rewritten with another
+content but the same size and the same mtime (restored by hand, or within the file system's
+timestamp resolution of the first hashing). Images held in memory (digits, CIFAR-10) need no
+such digest: the source's fingerprint (the tarball's or the folder's files' size and mtime)
+covers them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +33,7 @@ from hashbench.data.sources import cache_dir
 from hashbench.engine.progress import progress as progress_bar
 from hashbench.models.backbones import Backbone
 from hashbench.storage import atomic_write, exclusive_lock, file_sha256
+from hashbench.validation import HashbenchError
 
 FEATURES_VERSION = 2  # bump when the transform or the extraction changes
 
@@ -39,7 +52,39 @@ def weights_identity(backbone: Backbone) -> str | None:
     return f"sha256:{file_sha256(backbone.weights_file)}"
 
 
+def images_digest(paths: list[Path]) -> str:
+    """A digest of the files' contents in the given order: the sha256 of each, from the
+    manifest of the files' common folder under the cache folder when its size and mtime are
+    the recorded ones, else read again (and recorded)."""
+    absolute = [os.path.abspath(path) for path in paths]
+    folder = os.path.commonpath(absolute) if absolute else ""
+    manifest = cache_dir() / f"file-sha256-{hashlib.sha256(folder.encode()).hexdigest()[:16]}.json"
+    with exclusive_lock(manifest.with_suffix(".lock")):  # concurrent runs hash each file once
+        try:
+            known = json.loads(manifest.read_text())
+        except (OSError, ValueError):  # absent or torn: hash again
+            known = {}
+        known = known if isinstance(known, dict) else {}
+        digest, changed = hashlib.sha256(), False
+        for path in absolute:
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                raise HashbenchError(f"missing image file: {path}") from None
+            entry = known.get(path)
+            if not (isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]):
+                entry = known[path] = [stat.st_size, stat.st_mtime_ns, file_sha256(Path(path))]
+                changed = True
+            digest.update(entry[2].encode())
+        if changed:
+            with atomic_write(manifest) as handle:
+                json.dump(known, handle)
+    return digest.hexdigest()[:16]
+
+
 def feature_key(dataset: HashingDataset, backbone_name: str, backbone: Backbone, transform: ImageTransform) -> str:
+    """The cache key of a dataset's features (see the module docstring); datasets held in
+    memory keep the keys their caches were written under."""
     spec = {
         "version": FEATURES_VERSION,
         "source": dataset.source,
@@ -50,6 +95,8 @@ def feature_key(dataset: HashingDataset, backbone_name: str, backbone: Backbone,
         "mean": list(transform.mean),
         "std": list(transform.std),
     }
+    if dataset.image_files is not None:
+        spec["images"] = images_digest([dataset.image_files[item] for item in needed_items(dataset)])
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from hashbench.config import RunConfig
-from hashbench.data.datasets import HashingDataset
+from hashbench.data.datasets import HashingDataset, display_name
 from hashbench.data.images import ImageTransform, iterate_batches
 from hashbench.deploy.model import MODEL, artifact_payload, save_artifact, stored_image_size
 from hashbench.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -176,6 +176,22 @@ class RunLog:
             handle.write(f"{stamp} {message}\n")
 
 
+#: The backbone block's ``augment`` of a frozen run: cached features are extracted once, never augmented.
+FROZEN_AUGMENT = "none (frozen features)"
+
+
+def applied_augment(config: RunConfig) -> str:
+    """The augmentation a run's training images got: its recipe when fine-tuned, none when
+    frozen (the config keeps the recipe's value, so its fingerprint stays as it is)."""
+    return FROZEN_AUGMENT if config.frozen_backbone else config.augment
+
+
+def map_label(config: RunConfig, topk: int) -> str:
+    """How a run's mAP is named in the console and the log: a validation run's queries are
+    held-out training items, and its number is no test mAP."""
+    return f"validation mAP@{topk} (held-out training items)" if config.validation else f"mAP@{topk}"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -225,9 +241,9 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     backbone = build_backbone(config.backbone, config.weights, config.weights_path)
     transform = ImageTransform(config.image_size or backbone.image_size, backbone.mean, backbone.std, config.augment)
     if ranks.is_main:
-        log(f"{config.method} on {config.dataset}, {config.bits} bits, seed {config.seed}: backbone "
+        log(f"{config.method} on {display_name(config.dataset)}, {config.bits} bits, seed {config.seed}: backbone "
             f"{config.backbone} ({backbone.weights}), {transform.image_size} px, "
-            f"{'frozen (cached features)' if config.frozen_backbone else 'fine-tuned, augment ' + config.augment}")
+            f"{'frozen' if config.frozen_backbone else 'fine-tuned'}, augment {applied_augment(config)}")
     feature_stats = None
     if config.frozen_backbone:
         t0 = time.perf_counter()
@@ -337,8 +353,8 @@ def fit(run: TrainingRun) -> None:
         fit_closed_form(run)
         return
     train_s = 0.0
-    bar = progress(config.epochs, desc=f"{config.method} {config.dataset} {config.bits}b s{config.seed}", unit="ep",
-                   initial=run.start_epoch, enabled=config.progress and run.ranks.is_main)
+    bar = progress(config.epochs, desc=f"{config.method} {display_name(config.dataset)} {config.bits}b s{config.seed}",
+                   unit="ep", initial=run.start_epoch, enabled=config.progress and run.ranks.is_main)
     for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
         seen = run.images_seen
@@ -418,7 +434,7 @@ def evaluate_run(run: TrainingRun) -> Evaluation | None:
     t0 = time.perf_counter()
     metrics, result = record_metrics(query_codes, db_codes, query_labels, db_labels, topk)
     run.timing["eval_s"] = time.perf_counter() - t0
-    run.log(f"mAP@{topk} = {metrics[f'map@{topk}']:.4f} (ties by index), "
+    run.log(f"{map_label(run.config, topk)} = {metrics[f'map@{topk}']:.4f} (ties by index), "
             f"{metrics[f'map_expected@{topk}']:.4f} (expected over tie orders)")
     codes = save_codes(run.folder, query_codes=query_codes, database_codes=db_codes, query_labels=query_labels,
                        database_labels=db_labels, query_index=split.query, database_index=split.database,
@@ -432,7 +448,7 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
     """The run's record, for a finished (``done``) or a ``failed`` run alike."""
     method_cls = METHODS.get(config.method)
     record = Record(
-        method=config.method, tag=config.tag, dataset=config.dataset, bits=config.bits, seed=config.seed,
+        method=config.method, tag=config.tag, dataset=display_name(config.dataset), bits=config.bits, seed=config.seed,
         method_info={"ablation_of": method_cls.ablation_of, "supervised": method_cls.supervised,
                      "family": method_cls.family, "closed_form": method_cls.closed_form},
         config=config.as_dict(), fingerprint=config.fingerprint(), status=status, reason=reason, versions=versions(),
@@ -441,7 +457,7 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
         record.protocol = {**run.dataset.protocol(), "data_digest": run.data_digest}
         record.backbone = {"name": config.backbone, "weights": run.backbone.weights,
                            "image_size": run.transform.image_size, "frozen": config.frozen_backbone,
-                           "feature_dim": run.backbone.feature_dim, "augment": config.augment}
+                           "feature_dim": run.backbone.feature_dim, "augment": applied_augment(config)}
         record.history, record.device, record.world_size = run.history, str(run.device), run.ranks.size
     if evaluation is not None:
         record.protocol["topk"] = evaluation.metrics["topk"]
