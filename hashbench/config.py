@@ -127,7 +127,10 @@ class RunConfig:
             self.tag = VALIDATION_TAG
 
     def validate(self) -> RunConfig:
-        """The rules between keys (each key's own limits are its Param's, checked on resolution)."""
+        """Every key checked (and coerced) by its Param, whoever built the config, then the rules
+        between keys."""
+        for key, param in CONFIG_PARAMS.items():
+            setattr(self, key, param.check(key, getattr(self, key)))
         BITS.check("bits", self.bits)
         SEED.check("seed", self.seed)
         if self.eval_every and not self.validation:
@@ -248,56 +251,76 @@ def resolve_with_sources(*, method: str, method_cls: Any, dataset: str, dataset_
                          ) -> tuple[RunConfig, dict[str, str]]:
     """A run's validated :class:`RunConfig` from its layers (see the module docstring), and for
     every config key and ``hparams.<name>`` the label of the layer that set it. ``file`` is an
-    experiment file's values for this method, ``overrides`` the command line's. Every value is
-    checked by its Param as it is merged; an error names the key (and the method, for a
-    hyperparameter) and, for a file's value, the file and table."""
+    experiment file's values for this method, ``overrides`` the command line's (text, read by
+    each key's Param). The merged values are checked once, each by its Param
+    (:meth:`RunConfig.validate`, ``method_cls.check_params``); an error names the key (and the
+    method, for a hyperparameter) and, for a file's value, the file and table."""
     if set(dataset_defaults) - set(DATASET_KEYS):
         raise HashbenchError(f"dataset {dataset} may set only {', '.join(DATASET_KEYS)} (training settings are the "
                              f"method's and the user's); it sets {', '.join(sorted(dataset_defaults))}")
-    values = {key: param.default for key, param in CONFIG_PARAMS.items()}
-    hparams = dict(method_cls.defaults)
-    sources = {**dict.fromkeys(values, RUNNER_DEFAULT),
-               **dict.fromkeys((f"hparams.{key}" for key in hparams), METHOD_DEFAULT)}
-    users = [layer for layer in (file, Layer(COMMAND_LINE, dict(overrides))) if layer is not None]
+
+    def param_of(layer: Layer, key: str) -> Param:
+        if key in CONFIG_PARAMS:
+            return CONFIG_PARAMS[key]
+        if key in method_cls.params:
+            return method_cls.params[key]
+        raise layer.locate(unknown_key_message(key, method, list(method_cls.params)), key)
+
+    def read(layer: Layer) -> Layer:
+        """The layer's values as Python values: command-line text read by each key's Param; a
+        file's "none" (TOML has no null) as None."""
+        if layer.name == COMMAND_LINE:
+            converted = {key: param_of(layer, key).from_text(value) for key, value in layer.values.items()}
+        else:
+            converted = {key: None if param_of(layer, key).means_none(value) else value
+                         for key, value in layer.values.items()}
+        return dataclasses.replace(layer, values=converted)
+
+    users = [read(layer) for layer in (file, Layer(COMMAND_LINE, dict(overrides))) if layer is not None]
     for_dataset = method_layers(method_cls, dataset)
-    layers = [Layer(METHOD_RECIPE, method_cls.train_defaults), Layer(DATASET, dataset_defaults),
-              *[Layer(f"{METHOD_RECIPE} for {pattern}", recipe) for pattern, recipe in for_dataset]]
+    layers = [read(layer) for layer in (
+        Layer(METHOD_RECIPE, method_cls.train_defaults), Layer(DATASET, dataset_defaults),
+        *[Layer(f"{METHOD_RECIPE} for {pattern}", recipe) for pattern, recipe in for_dataset])]
     frozen_owner = next((layer for layer in reversed([*layers, *users]) if "frozen_backbone" in layer.values), None)
-    frozen = bool(frozen_owner and frozen_owner.values["frozen_backbone"])
+    frozen = frozen_owner is not None and frozen_owner.values["frozen_backbone"] is True
     if method_cls.closed_form and not frozen:
         raise (frozen_owner or Layer(RUNNER_DEFAULT, {})).locate(
             f"{method} is fitted in closed form on fixed features and cannot fine-tune a backbone; drop --fine-tune "
             "(or frozen_backbone=false)", "frozen_backbone")
     if frozen:
-        layers.append(Layer(FROZEN_RECIPE, method_cls.frozen_train_defaults))
+        layers.append(read(Layer(FROZEN_RECIPE, method_cls.frozen_train_defaults)))
+    values = {key: param.default for key, param in CONFIG_PARAMS.items()}
+    hparams = dict(method_cls.defaults)
+    sources = {**dict.fromkeys(values, RUNNER_DEFAULT),
+               **dict.fromkeys((f"hparams.{key}" for key in hparams), METHOD_DEFAULT)}
+    owners: dict[str, Layer] = {}
     for layer in [*layers, *users]:
         for key, value in layer.values.items():
-            if key in CONFIG_PARAMS:
-                name, param, target, label = key, CONFIG_PARAMS[key], values, key
-            elif key in method_cls.params:
-                name, param, target, label = f"{method}: {key}", method_cls.params[key], hparams, f"hparams.{key}"
-            else:
-                raise layer.locate(unknown_key_message(key, method, list(method_cls.params)), key)
-            if layer.name == COMMAND_LINE:  # text, read by the key's declaration
-                value = param.from_text(value)
-            elif layer.file is not None and isinstance(value, str) and value.strip().lower() in ("none", "null"):
-                value = None  # TOML has no null: a file writes "none"
-            try:
-                target[key] = param.check(name, value)
-            except HashbenchError as err:
-                raise layer.locate(str(err), key) from None
-            sources[label] = layer.source(key)
+            label = key if key in CONFIG_PARAMS else f"hparams.{key}"
+            (values if key in CONFIG_PARAMS else hparams)[key] = value
+            sources[label], owners[label] = layer.source(key), layer
     _weights_follow_the_backbone(values, sources, users)
-    config = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values)
     try:
-        config.validate()
+        hparams = method_cls.check_params(hparams)
+        config = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()
     except HashbenchError as err:
-        owner = {key: layer for layer in users for key in layer.values}
-        key = next((k for k in sorted(owner, key=len, reverse=True) if str(err).startswith(f"{k} ")), None)
-        raise (owner[key].locate(str(err), key) if key else err) from None
+        raise _locate(err, method, owners) from None
     if sources["tag"] == RUNNER_DEFAULT and config.tag == VALIDATION_TAG:
         sources["tag"] = f"{RUNNER_DEFAULT} (validation > 0)"
     return config, sources
+
+
+def _locate(err: HashbenchError, method: str, owners: dict[str, Layer]) -> HashbenchError:
+    """A validation error, located in the layer that gave the value it is about (messages start
+    with the key: ``"<key> must ..."``, or ``"<method>: <key> must ..."`` for a hyperparameter)."""
+    message = str(err)
+    lead = message.removeprefix(f"{method}: ")
+    hyperparameter = lead != message
+    for label in sorted(owners, key=len, reverse=True):  # "lr_step" before "lr"
+        key = label.removeprefix("hparams.")
+        if (label.startswith("hparams.") == hyperparameter) and lead.startswith(f"{key} "):
+            return owners[label].locate(message, key)
+    return err
 
 
 def _weights_follow_the_backbone(values: dict[str, Any], sources: dict[str, str], users: list[Layer]) -> None:

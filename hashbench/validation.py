@@ -65,15 +65,21 @@ class Param:
                 text += f"{' and' if self.low is not None else ''} <= {self.high:g}"
         return text + (" or none" if self.nullable else "")
 
+    def means_none(self, value: Any) -> bool:
+        """Whether ``value`` is the word for None (``none`` or ``null``, as a file or the command
+        line writes it), unless it is one of the choices (``scheduler = "none"``)."""
+        return (isinstance(value, str) and value.strip().lower() in ("none", "null")
+                and not (self.choices is not None and value in self.choices))
+
     def from_text(self, raw: Any) -> Any:
         """A command-line value read for this setting: ``none`` / ``null`` for None, ``true`` /
         ``false`` for a flag, a number for a number, the text itself for a string; anything
         else is passed on for :meth:`check` to refuse."""
         if not isinstance(raw, str):
             return raw
-        lowered = raw.strip().lower()
-        if lowered in ("none", "null"):
+        if self.means_none(raw):
             return None
+        lowered = raw.strip().lower()
         if self.kind is bool:
             return {"true": True, "false": False}.get(lowered, raw)
         if self.kind in (int, float):

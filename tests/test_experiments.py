@@ -136,11 +136,12 @@ def test_config_show_without_a_file_shows_the_flags_runs(cli, tmp_path):
 
 
 def test_every_config_key_is_type_checked_whoever_sets_it(cli, tmp_path):
-    with pytest.raises(HashbenchError, match=r"^image_size must be an integer or none; got '64'$"):
+    with pytest.raises(HashbenchError, match=r"^image_size must be an integer >= 8 and <= 1024 or none; got '64'$"):
         RunConfig(method="csq", dataset="digits", bits=16, image_size="64").validate()
     assert RunConfig(method="csq", dataset="digits", bits=16, image_size=64.0).validate().image_size == 64
     result = cli("config", "show", "--methods", "csq", "--set", "epochs=none", "--results", tmp_path / "r")
-    assert result.exit_code != 0 and result.output.strip().endswith("epochs must be an integer; got None")
+    assert result.exit_code != 0 and result.output.strip().endswith("epochs must be an integer >= 1 and <= 100000; "
+                                                                    "got None")
     assert len(show(cli, "--methods", "csq", "--bits", "16,32", "--seeds", "0,1", "--results", tmp_path / "r")) == 4
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from hashbench.analysis.tables import markdown_code
@@ -471,10 +472,11 @@ def test_a_named_folder_dataset_is_shown_by_its_name(cli, tmp_path):
     data = make_list_dataset(tmp_path / "data", {"train": [[1, 0], [0, 1]] * 4, "test": [[1, 0], [0, 1]],
                                                  "database": [[1, 0], [0, 1]] * 6})
     spec = f"mine=listfile:{data}"
-    result = cli("run", "--methods", "dpsh,csq", "--bits", "16", "--epochs", "1", "--datasets", spec, "--backbone",
-                 "small_cnn", "--set", "image_size=16", "--results", tmp_path / "r", "--no-progress")
+    result = cli("run", "--config", REPO / "experiments" / "digits.toml", "--methods", "dpsh,csq", "--bits", "16",
+                 "--epochs", "1", "--datasets", spec, "--backbone", "small_cnn", "--set", "image_size=16",
+                 "--results", tmp_path / "r", "--no-progress")
     assert result.exit_code == 0, result.output
-    assert "[1/2] dpsh mine 16 bits seed 0: mAP@" in result.output
+    assert "[1/2] dpsh mine 16 bits seed 0: mAP@" in result.output and str(data) not in result.output
     folder = run_dir(tmp_path / "r", "mine", "dpsh", 16, 0)
     record = read_json(folder / "result.json")
     assert record["dataset"] == "mine" and record["config"]["dataset"] == spec and record["protocol"]["name"] == "mine"

@@ -11,7 +11,7 @@ from typing import Any
 
 from hashbench.config import RUNTIME_KEYS, RunConfig, config_fingerprint, flat_config
 from hashbench.data.check import screen_for_run
-from hashbench.data.datasets import HashingDataset
+from hashbench.data.datasets import HashingDataset, display_name
 from hashbench.engine.distributed import World
 from hashbench.engine.launch import load_run_dataset
 from hashbench.engine.tracking import require_tensorboard
@@ -30,8 +30,9 @@ def data_key(config: RunConfig) -> tuple[Any, ...]:
 def describe_setup(config: RunConfig, weights: str | None, image_size: int) -> str:
     """What a run trains with, as its record will state it: ``weights`` and ``image_size``
     are those of the backbone its config builds."""
-    mode = "frozen backbone (cached features)" if config.frozen_backbone else f"fine-tuned, augment {config.augment}"
-    return (f"{config.dataset}: backbone {config.backbone} ({weights or RANDOM_INIT}), "
+    mode = ("frozen backbone (cached features, no augmentation)" if config.frozen_backbone
+            else f"fine-tuned, augment {config.augment}")
+    return (f"{display_name(config.dataset)}: backbone {config.backbone} ({weights or RANDOM_INIT}), "
             f"{config.image_size or image_size} px, {mode}")
 
 
