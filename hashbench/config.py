@@ -301,7 +301,7 @@ def resolve_with_sources(*, method: str, method_cls: Any, dataset: str, dataset_
             sources[label], owners[label] = layer.source(key), layer
     _weights_follow_the_backbone(values, sources, users)
     try:
-        hparams = method_cls.check_params(hparams)
+        hparams = method_cls.check_params(hparams, name=method)
         config = RunConfig(method=method, dataset=dataset, bits=bits, seed=seed, hparams=hparams, **values).validate()
     except HashbenchError as err:
         raise _locate(err, method, owners) from None

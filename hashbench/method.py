@@ -96,15 +96,16 @@ class HashMethod(nn.Module):
         cls.defaults = {key: param.default for key, param in cls.params.items()}
 
     @classmethod
-    def check_params(cls, values: dict[str, Any]) -> dict[str, Any]:
+    def check_params(cls, values: dict[str, Any], *, name: str | None = None) -> dict[str, Any]:
         """Every declared hyperparameter, from ``values`` or its default, validated and
-        coerced; an unknown key is an error."""
+        coerced; an unknown key is an error. Messages start with ``name`` (default: the
+        method's registered name)."""
+        name = name or cls.name or cls.__name__
         unknown = sorted(set(values) - set(cls.params))
         if unknown:
-            raise HashbenchError(f"{cls.name or cls.__name__}: unknown hyperparameter {unknown[0]!r} "
+            raise HashbenchError(f"{name}: unknown hyperparameter {unknown[0]!r} "
                                  f"(known: {', '.join(sorted(cls.params)) or 'none'})")
-        return {key: param.check(f"{cls.name or cls.__name__}: {key}", values.get(key, param.default))
-                for key, param in cls.params.items()}
+        return {key: param.check(f"{name}: {key}", values.get(key, param.default)) for key, param in cls.params.items()}
 
     @classmethod
     def check_setup(cls, *, bits: int, num_classes: int, params: dict[str, Any]) -> None:

@@ -71,7 +71,7 @@ def test_the_readme_method_example_runs():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("## Writing a method"):]
     code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 3)]
-    assert len(code.strip().splitlines()) < 25
+    assert len(code.strip().splitlines()) < 20  # a new loss in under 20 lines
     namespace: dict = {}
     try:
         exec(compile(code, "README.md", "exec"), namespace)
