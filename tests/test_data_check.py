@@ -47,7 +47,7 @@ def test_the_preset_name_holds_a_folder_to_the_standard_sizes(prepared, cli):
     assert result.exit_code != 0
     assert f"{prepared / 'database.txt'}: database has 22 items; the standard coco protocol" in result.output
     assert "has 117,218" in result.output
-    assert result.output.strip().splitlines()[-1].startswith("Error: coco: 3 problems (wrong size: 3)")
+    assert result.output.strip().splitlines()[-1].startswith("Error: coco: 3 problems (3 wrong sizes)")
 
 
 def test_a_deleted_image_is_named_by_file_and_line(prepared, cli):

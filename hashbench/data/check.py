@@ -86,7 +86,8 @@ class CheckReport:
     def summary(self) -> str:
         """One line for the error exit: the count of each kind and the first problem."""
         counts = self.counts()
-        kinds = ", ".join(f"{k}: {counts[k]:,}" for k in KINDS if counts[k])
+        kinds = ", ".join(f"{counts[k]:,} {k}{'s' if counts[k] > 1 and not k.endswith('s') else ''}"
+                          for k in KINDS if counts[k])
         first = min(self.problems, key=lambda p: KINDS.index(p.kind))
         total = len(self.problems)
         return f"{self.dataset}: {total:,} problem{'s' if total > 1 else ''} ({kinds}); first: {first}"
