@@ -20,7 +20,8 @@ import torch
 
 from hashbench.config import RunConfig
 from hashbench.data import ImageTransform, load_dataset
-from hashbench.engine.runner import Encoder, build_optimizer, resolve_device
+from hashbench.engine.optim import build_optimizer
+from hashbench.engine.runner import Encoder, resolve_device
 from hashbench.method import create_method
 from hashbench.models import build_backbone
 from hashbench.registry import METHODS
@@ -53,7 +54,7 @@ def main() -> None:
     encoder = Encoder(backbone, transform, data.images, frozen=False, device=device, num_workers=4).to(device)
     method = create_method(args.method, feature_dim=backbone.feature_dim, bits=64, num_classes=data.num_classes,
                            num_train=len(data.split.train)).to(device)
-    optimizer = build_optimizer(config, encoder, method)
+    optimizer = build_optimizer(config, method, encoder.backbone)
     labels = data.labels[torch.as_tensor(data.split.train)].to(device)
     method.on_fit_start(labels)
     n_images = args.steps * args.batch_size
