@@ -85,8 +85,9 @@ def results(tmp_path_factory):
 
 
 def table_rows(markdown: str, floor: bool = False) -> dict[str, str]:
-    """Method -> its table line (the "random codes" floor row only with ``floor``)."""
-    rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
+    """Method -> its table line (the "random codes" floor row only with ``floor``; no group label row)."""
+    rows = {line.split("|")[1].strip(): line for line in markdown.splitlines()
+            if line.startswith("| ") and any(cell.strip() for cell in line.split("|")[2:-1])}
     return rows if floor else {k: v for k, v in rows.items() if k != "*random codes*"}
 
 
