@@ -270,8 +270,8 @@ def map_table(records: pd.DataFrame, methods: list[str] | None = None, ties: str
     for dataset in sorted({d for d, _ in columns}):
         sub = records[(records["dataset"] == dataset) & (records["status"] == "done")]
         ks = sorted({int(k) for k in sub["topk"].dropna()})
-        backbones = sorted({f"{b} ({w or 'random init'})" for b, w in zip(sub["backbone"], sub["weights"],
-                                                                           strict=True)})
+        backbones = sorted({f"{b} ({w if isinstance(w, str) and w else 'random init'})"  # None, or NaN beside text
+                            for b, w in zip(sub["backbone"], sub["weights"], strict=True)})
         flag = (multi_label or {}).get(dataset)
         relevance = f"; {relevance_rule(flag)}" if flag is not None else ""
         captions.append(f"{markdown_text(dataset)}: mAP@{'/'.join(map(str, ks)) or '?'}{relevance}; backbone "
