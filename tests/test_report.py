@@ -860,3 +860,30 @@ def test_appendix_options_from_an_experiment_file(cli, tmp_path, monkeypatch):
     assert "give it on the command line as --appendix-notes instead" in outside.output
     missing = cli("report", "--appendix-notes", "nope.md")
     assert missing.exit_code != 0 and "--appendix-notes: appendix notes file not found: nope.md" in missing.output
+
+
+@pytest.mark.slow
+def test_benchmark_tables_say_which_runs_they_show(tmp_path):
+    """The appendix's tables from benchmarks/validation_curves.py and convergence.py: a line above
+    each says which runs it shows, and each row names its tag and lr (curves) or its seeds."""
+    import os
+    import subprocess
+    import sys
+
+    def script(name: str, *args: object) -> None:
+        subprocess.run([sys.executable, REPO / "benchmarks" / name, "--results", tmp_path / "results", "--datasets",
+                        "digits", "--methods", "csq", "--bits", "16", *map(str, args)],
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, check=False)
+
+    script("validation_curves.py", "--epochs", 2, "--every", 1, "--validation", 100, "--set", "lr=2e-3", "--tag",
+           "curve-lr", "--out", tmp_path / "curves.md")
+    lines = (tmp_path / "curves.md").read_text().splitlines()
+    assert lines[:2] == ["Validation curves of csq (digits; 16 bits, seed 0, 100 held-out training items; 2 epochs, a "
+                         "point every 1 epochs; tag curve-lr; --set lr=2e-3):", ""]
+    assert lines[2].startswith("| method | dataset | tag | lr | recipe epochs |")
+    assert lines[4].startswith("| csq | digits | curve-lr | 0.002 | ")
+    script("convergence.py", "--seeds", 0, "--out", tmp_path / "convergence.md")  # exits 1 where not converged
+    lines = (tmp_path / "convergence.md").read_text().splitlines()
+    assert lines[:2] == ["The recipes of csq against their schedule stretched x2 (tag epochs-x2), seeds 0:", ""]
+    assert lines[2].startswith("| method | dataset | bits | seeds | epochs |")
+    assert lines[4].startswith("| csq | digits | 16 | 1 | ")
