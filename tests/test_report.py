@@ -887,3 +887,15 @@ def test_benchmark_tables_say_which_runs_they_show(tmp_path):
     assert lines[:2] == ["The recipes of csq against their schedule stretched x2 (tag epochs-x2), seeds 0:", ""]
     assert lines[2].startswith("| method | dataset | bits | seeds | epochs |")
     assert lines[4].startswith("| csq | digits | 16 | 1 | ")
+
+
+def test_summary_names_the_row_the_table_sets_in_bold_when_means_tie():
+    from hashbench.analysis import summary
+    from hashbench.analysis.tables import map_table
+
+    runs = pd.DataFrame({"method": ["a", "b", "c"], "dataset": "toy", "bits": 16, "status": "done", "topk": 100,
+                         "map_expected": [0.5, 0.5, 0.1], "family": "other", "backbone": "x", "weights": None})
+    table = map_table(runs)
+    (bold,) = [row for row in table.rows if table.cells[(row, "toy", 16)].rank == 1]
+    assert summary.best_per_column(table) == [f"toy: best at 16 bits {bold} (0.5000; "
+                                              f"{({'a', 'b'} - {bold}).pop()} next, 0.00 points lower)."]

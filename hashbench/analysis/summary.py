@@ -22,15 +22,14 @@ def _column(dataset: str, bits: int) -> str:
 
 def best_per_column(table: MapTable) -> list[str]:
     """Per dataset, one sentence: the row with the highest mean mAP at each code length, its mAP
-    (4 decimals, as the table) and how far ahead of the next row it is, in points (a tie of means
-    goes to the row first by name, as the table's bold does)."""
+    (4 decimals, as the table) and how far ahead of the next row it is, in points (of equal means,
+    the row last by name leads, as the table's bold says)."""
     sentences = []
     for dataset in dict.fromkeys(d for d, _ in table.columns):
         parts = []
         for bits in [b for d, b in table.columns if d == dataset]:
             ranked = sorted(((cell.mean, row) for row in table.rows
-                             if (cell := table.cells[(row, dataset, bits)]).mean is not None),
-                            key=lambda pair: (-pair[0], pair[1]))
+                             if (cell := table.cells[(row, dataset, bits)]).mean is not None), reverse=True)
             if not ranked:
                 continue
             (best, leader), rest = ranked[0], ranked[1:]
