@@ -4,8 +4,9 @@ schedule stretched x2 (epochs and lr step doubled), same seeds, and compare mean
 A recipe passes when doubling moves its mean mAP (ties: expected) by less than
 ``--tolerance`` points at every code length. The x1 runs are the published grid's own
 records (same results folder, reused when present); the x2 runs are stored under the tag
-``epochs-x2`` beside them, so the report shows them as a table of their own. Prints a
-Markdown table and writes it to ``--out`` for the report notes.
+``epochs-x2`` beside them, so the report shows them as a table of their own (on its appendix
+page, ``appendix_tags``). Prints a Markdown table, under a line that says which runs it
+compares, and writes it to ``--out`` for the report's appendix notes.
 
     python benchmarks/convergence.py --results results/cifar10-frozen --datasets cifar10 \\
         --data-root ../shared/data --methods dpsh,hashnet,csq,orthohash,mlh --bits 16,32,64 --seeds 0,1,2 \\
@@ -68,11 +69,13 @@ def main() -> None:
                              "map": once.mean(), "map_x2": twice.mean(), "delta_points": delta,
                              "converged": abs(delta) < args.tolerance, "seeds": len(once)})
     table = pd.DataFrame(rows)
-    lines = [f"| method | dataset | bits | epochs | mAP (x1) | mAP (x2 epochs) | change, points | < {args.tolerance} |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"The recipes of {args.methods.replace(',', ', ')} against their schedule stretched x2 (tag {TAG}), "
+             f"seeds {args.seeds.replace(',', ', ')}:", "",
+             f"| method | dataset | bits | seeds | epochs | mAP (x1) | mAP (x2 epochs) | change, points "
+             f"| < {args.tolerance} |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.method} | {r.dataset} | {r.bits} | {r.epochs} | {r.map:.4f} | {r.map_x2:.4f} | "
-                     f"{r.delta_points:+.2f} | {'yes' if r.converged else 'NO'} |")
+        lines.append(f"| {r.method} | {r.dataset} | {r.bits} | {r.seeds} | {r.epochs} | {r.map:.4f} | {r.map_x2:.4f} "
+                     f"| {r.delta_points:+.2f} | {'yes' if r.converged else 'NO'} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -5,9 +5,11 @@ every ``recipe epochs / --points`` epochs. Epoch E of such a run is exactly a ru
 epochs, so one run shows whether the recipe stops short of its best (under-trained) or
 past it (over-fitted), without ever looking at the test queries.
 
-Prints a Markdown table (and writes it to ``--out`` for the report notes): mean validation
-mAP over the code lengths at each point, the recipe's point marked, and whether the recipe
-is within ``--tolerance`` points of the curve's best.
+Prints a Markdown table (and writes it to ``--out`` for the report's appendix notes), under a
+line that says which runs it shows: mean validation mAP over the code lengths at each point,
+the recipe's point marked, and whether the recipe is within ``--tolerance`` points of the
+curve's best. Each row names its tag and learning rate, as one method may have several curves
+(a finer one, another lr) in the appendix.
 
     python benchmarks/validation_curves.py --results results/cifar10-frozen --datasets cifar10 \\
         --data-root ../shared/data --methods csq,orthohash,mlh --stretch 2 --set image_size=128
@@ -41,8 +43,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    lines = [f"| method | dataset | recipe epochs | validation mAP by epoch (mean over {args.bits} bits; "
-             f"**recipe**) | best epoch | recipe within {args.tolerance} points of best |", "|---|---|---|---|---|---|"]
+    length = f"{args.epochs} epochs" if args.epochs else f"{args.stretch}x the recipe's epochs"
+    spacing = f"a point every {args.every} epochs" if args.every else f"{args.points} points per recipe length"
+    settings = f"; --set {' '.join(args.assignments)}" if args.assignments else ""
+    lines = [f"Validation curves of {args.methods.replace(',', ', ')} ({args.datasets}; {args.bits} bits, seed "
+             f"{args.seed}, {args.validation} held-out training items; {length}, {spacing}; tag {args.tag}{settings}):",
+             "", f"| method | dataset | tag | lr | recipe epochs | validation mAP by epoch (mean over {args.bits} "
+             f"bits; **recipe**) | best epoch | recipe within {args.tolerance} points of best |",
+             "|---|---|---|---|---|---|---|---|"]
     passed = True
     lengths = {int(b) for b in args.bits.split(",")}
     for method in args.methods.split(","):
@@ -62,10 +70,12 @@ def main() -> None:
                 command += ["--data-root", args.data_root]
             print("$ " + " ".join(command[2:]), flush=True)
             subprocess.run(command, check=True)
+            runs = [record for _, record in iter_records(args.results)
+                    if record["method"] == method and record["dataset"] == dataset and record.get("tag") == args.tag
+                    and record["status"] == "done" and record["seed"] == args.seed and record["bits"] in lengths]
             curves = [[(e["epoch"], e["val_map"]) for e in record["history"] if e.get("val_map") is not None]
-                      for _, record in iter_records(args.results)
-                      if record["method"] == method and record["dataset"] == dataset and record.get("tag") == args.tag
-                      and record["status"] == "done" and record["seed"] == args.seed and record["bits"] in lengths]
+                      for record in runs]
+            lr = ", ".join(f"{value:g}" for value in sorted({record["config"]["lr"] for record in runs}))
             points = [dict(curve) for curve in curves]
             common = sorted(set.intersection(*(set(p) for p in points)))  # the epochs every length reached
             mean = {epoch: 100 * sum(p[epoch] for p in points) / len(points) for epoch in common}
@@ -77,7 +87,7 @@ def main() -> None:
             verdict = "(recipe off this curve)"
             if on_curve:
                 verdict = "yes" if ok else f"NO ({mean[epochs] - mean[best]:+.1f})"
-            lines.append(f"| {method} | {dataset} | {epochs} | {cells} | {best} | {verdict} |")
+            lines.append(f"| {method} | {dataset} | {args.tag} | {lr} | {epochs} | {cells} | {best} | {verdict} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -296,15 +296,19 @@ def report_command(config_file: str | None, **given: Any) -> None:
                 key, spec.from_text(given[key]))
         else:
             options[key] = written.get(key, spec.default if isinstance(spec, Param) else None)
-    if options["notes"] and not Path(options["notes"]).is_file():
-        raise HashbenchError(f"{config_file or '--notes'}: notes file not found: {options['notes']}")
+    for key in ("notes", "appendix_notes"):
+        if options[key] and not Path(options[key]).is_file():
+            where = config_file if given.get(key) is None and config_file else f"--{key.replace('_', '-')}"
+            raise HashbenchError(f"{where}: {key.replace('_', ' ')} file not found: {options[key]}")
     paths = build_report(
         Path(options["results"]), Path(options["out"]),
         datasets=options["datasets"], bits=options["bits"], command=" ".join(["hashbench", *sys.argv[1:]]),
         tsne_bits=options["tsne_bits"], tsne_methods=options["tsne_methods"],
         notes=Path(options["notes"]).read_text() if options["notes"] else None, ties=options["ties"],
         figures=options["figures"], baseline=options["baseline"],
-        config=experiment.describe() if experiment else None)
+        config=experiment.describe() if experiment else None,
+        appendix_notes=Path(options["appendix_notes"]).read_text() if options["appendix_notes"] else None,
+        appendix_tags=options["appendix_tags"])
     for path in paths:
         click.echo(str(path))
 

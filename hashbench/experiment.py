@@ -23,7 +23,7 @@ space (``_`` for ``-``)::
     methods = ["mlh", "csq"]
 
     [report]                       # the options of `hashbench report`
-    out = "reports/cifar10"        # out and notes: inside the working directory (elsewhere: --out, --notes)
+    out = "reports/cifar10"        # out and the notes files: inside the working directory (else: on the command line)
 
 Within a grid, its keys override the top level's and ``[method.NAME]`` overrides both; the
 file as a whole sits above every recipe and below the command line (:mod:`hashbench.config`).
@@ -249,9 +249,9 @@ def load_experiment(path: Path, schema: Schema, report_options: dict[str, Param 
                       report=_parse_report(data.get("report", {}), file, report_options))
 
 
-#: ``[report]`` paths the report writes into (out) or copies onto its page (notes): a file from
-#: elsewhere must not reach outside the working directory; the command line may.
-CONFINED_REPORT_PATHS = ("out", "notes")
+#: ``[report]`` paths the report writes into (out) or copies onto its pages (notes, appendix_notes):
+#: a file from elsewhere must not reach outside the working directory; the command line may.
+CONFINED_REPORT_PATHS = ("out", "notes", "appendix_notes")
 
 
 def _inside_working_directory(key: str, value: str) -> None:
@@ -260,7 +260,7 @@ def _inside_working_directory(key: str, value: str) -> None:
     here = Path.cwd().resolve()
     if Path(value).is_absolute() or not (here / value).resolve().is_relative_to(here):
         raise HashbenchError(f"{key} {value!r} leads outside the working directory {here}; give it on the command "
-                             f"line as --{key} instead")
+                             f"line as --{key.replace('_', '-')} instead")
 
 
 def _parse_report(value: Any, file: str, options: dict[str, Param | Items]) -> dict[str, Any]:

@@ -85,8 +85,9 @@ def results(tmp_path_factory):
 
 
 def table_rows(markdown: str, floor: bool = False) -> dict[str, str]:
-    """Method -> its table line (the "random codes" floor row only with ``floor``)."""
-    rows = {line.split("|")[1].strip(): line for line in markdown.splitlines() if line.startswith("| ")}
+    """Method -> its table line (the "random codes" floor row only with ``floor``; no group label row)."""
+    rows = {line.split("|")[1].strip(): line for line in markdown.splitlines()
+            if line.startswith("| ") and any(cell.strip() for cell in line.split("|")[2:-1])}
     return rows if floor else {k: v for k, v in rows.items() if k != "*random codes*"}
 
 
@@ -533,3 +534,368 @@ def test_family_panels_label_their_axes_and_show_chance():
     assert panels["classification"].get_yscale() == "linear"  # a negative loss has no place on a log axis
     for ax in panels.values():
         assert len(labelled_ticks(ax, "y")) >= 2, ax.get_title()
+
+
+# The page's layout (issues 27.5 and 28.8): results first, an appendix page, no machine paths,
+# tables apart, row groups and duplicate rows labelled, numbers in words generated.
+
+def patch_record(folder: Path, **changes) -> None:
+    """Change top-level keys of a fake run's record (give it a config, as a real run's has, say)."""
+    write_record(folder, {**read_json(folder / "result.json"), **changes})
+
+
+def layout_results(root: Path) -> None:
+    """Untagged runs of four supervised methods (an ablation among them) and ITQ, a tag for the
+    main page, a check tag for the appendix, a validation tag, and a failed run."""
+    for i, method in enumerate(["dpsh", "csq", "mlh", "mlh-center"]):
+        for bits in BITS:
+            for seed in SEEDS:
+                fake_run(root, method, bits, seed, quality=0.05 + 0.08 * i)
+    for bits in BITS:
+        for seed in SEEDS:
+            fake_run(root, "itq", bits, seed, quality=0.35, supervised=False)
+    for method in TAGGED_METHODS:
+        fake_run(root, method, 16, 0, quality=0.2, tag=TAG)
+        fake_run(root, method, 16, 0, quality=0.25, tag="epochs-x2")
+    fake_run(root, "dpsh", 16, 0, quality=0.3, tag="validation-curve", protocol={"validation": 10})
+    write_record(run_dir(root, "toy", "dpsh", 32, 2), {
+        "method": "dpsh", "dataset": "toy", "bits": 32, "seed": 2, "status": "failed", "timing": {},
+        "reason": f"data root not found: {root}/data."})
+
+
+NOTES = "## How to read these numbers\n\n- Protocols: hand-written guidance.\n"
+APPENDIX_NOTES = ("### Convergence check\n| method | x2 |\n|---|---|\n| csq | +0.4 |\n"
+                  "| method | x2 |\n|---|---|\n| mlh | -1.2 |\n")
+
+
+def build_layout_report(tmp_path: Path, monkeypatch, **options) -> Path:
+    """The report of :func:`layout_results`, figures and retrieval examples stubbed (their own tests draw them)."""
+    from hashbench.analysis import figures, retrieval_examples
+    from hashbench.analysis.report import build_report
+
+    monkeypatch.setattr(figures, "write_figures",
+                        lambda records, raw, out, **kwargs: [out / "figures" / "pr_toy_16.png"])
+    monkeypatch.setattr(retrieval_examples, "write_retrieval_figures",
+                        lambda records, raw, out, codes_of: ([out / "figures" / "retrieval_toy_16.png"], []))
+    root, out = tmp_path / "results", tmp_path / "report"
+    layout_results(root)
+    build_report(root, out, **{"notes": NOTES, "appendix_notes": APPENDIX_NOTES, "appendix_tags": ["epochs-x2"],
+                               "baseline": "itq", **options})
+    return out
+
+
+def test_page_shows_the_results_tables_first_and_checks_on_an_appendix_page(tmp_path, monkeypatch):
+    out = build_layout_report(tmp_path, monkeypatch)
+    page = (out / "README.md").read_text()
+    order = ["# hashbench report", "25 finished, 1 not", "## mAP by Hamming ranking: supervised methods",
+             "## mAP by Hamming ranking: unsupervised methods", "## Gain over itq", "## Ablation of mlh",
+             f"## mAP by Hamming ranking, tag `{TAG}`", "## Summary", "## Unfinished runs",
+             "## How to read these numbers", "## Figures", "figures/pr_toy_16.png", "## Retrieval examples",
+             "figures/retrieval_toy_16.png"]
+    assert [page.index(heading) for heading in order] == sorted(page.index(heading) for heading in order)
+    first_table = page.index("\n| Method |")
+    assert page.index("runs of 5 methods on toy at 16 and 32 bits, seeds 0, 1 and 2") < first_table
+    assert page.index("- toy: relevant = same class") < first_table  # the relevance rule still opens the page
+    assert "](appendix.md)" in page and "Convergence check" not in page
+    assert "tag `epochs-x2`\n" not in page and "Validation mAP" not in page  # their tables are on the appendix
+
+    appendix = (out / "appendix.md").read_text()
+    assert appendix.startswith("# hashbench report: appendix") and "](README.md)" in appendix
+    order = ["### Convergence check", "| mlh | -1.2 |", "## mAP by Hamming ranking, tag `epochs-x2`",
+             "## Validation mAP (held-out training items as queries, not the test queries), tag `validation-curve`",
+             "[map-validation-curve.tex](map-validation-curve.tex)"]
+    assert [appendix.index(text) for text in order] == sorted(appendix.index(text) for text in order)
+    assert f"tag `{TAG}`" not in appendix and "## Summary" not in appendix
+
+    from hashbench.analysis.report import build_report
+
+    plain = tmp_path / "plain"
+    for method in ("csq", "mlh"):
+        fake_run(plain / "results", method, 16, 0, quality=0.1)
+        fake_run(plain / "results", method, 16, 0, quality=0.1, tag="epochs-x2")
+    build_report(plain / "results", plain / "report", figures=False)  # nothing for an appendix: no page, no link
+    plain_page = (plain / "report" / "README.md").read_text()
+    assert not (plain / "report" / "appendix.md").exists() and "appendix" not in plain_page
+    assert "## mAP by Hamming ranking, tag `epochs-x2`" in plain_page
+
+
+def test_no_written_file_names_a_folder_of_the_machine(cli, tmp_path, monkeypatch):
+    """The command line, the results folder, a failure reason and a weights file are shown
+    relative to the working directory when inside it, else as …/<last part>."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    root = tmp_path / "elsewhere" / "results"  # outside the working directory
+    layout_results(root)
+    patch_record(run_dir(root, "toy", "csq", 16, 0),
+                 backbone={"name": "resnet50", "weights": str(tmp_path / "weights" / "r50.pth")})
+    (work / "notes.md").write_text(NOTES)
+    (work / "appendix-notes.md").write_text(APPENDIX_NOTES)
+    argv = ["hashbench", "report", "--results", str(root), "--out", str(work / "reports"), "--notes",
+            str(work / "notes.md"), f"--appendix-notes={work / 'appendix-notes.md'}", "--no-figures", "--baseline",
+            "itq"]
+    monkeypatch.setattr("sys.argv", argv)  # what the page shows as its command
+    result = cli(*argv[1:])
+    assert result.exit_code == 0, result.output
+    written = [path for path in (work / "reports").rglob("*") if path.is_file()]
+    assert {"README.md", "appendix.md", "map.md", "map.tex", "map.csv"} <= {path.name for path in written}
+    machine = {str(tmp_path), str(tmp_path.resolve()), str(work), str(work.resolve())}
+    for path in written:
+        text = path.read_text()
+        assert not [folder for folder in machine if folder in text], path.name
+    page = (work / "reports" / "README.md").read_text()
+    assert ("`hashbench report --results …/results --out reports --notes notes.md --appendix-notes=appendix-notes.md "
+            "--no-figures --baseline itq` from the records in `…/results`") in page
+    assert "dpsh toy 32 bits seed 2: failed: data root not found: …/data." in page
+    assert "backbone resnet50 (…/r50.pth), small_cnn (random init)" in (work / "reports" / "map.md").read_text()
+
+
+def test_display_path_and_without_machine_paths(tmp_path):
+    from hashbench.analysis.tables import display_path, without_machine_paths
+
+    assert display_path(tmp_path / "a" / "b.md", tmp_path) == "a/b.md" and display_path("a/../b", tmp_path) == "b"
+    assert display_path(tmp_path, tmp_path) == "." and display_path(tmp_path.parent / "x", tmp_path) == "…/x"
+    text = f"read {tmp_path}/r.json and /etc/x/y.pth, not listfile:/data/m, https://a.org/b or 0.5 / 0.6 or 1/2."
+    assert without_machine_paths(text, tmp_path) == ("read r.json and …/y.pth, not listfile:/data/m, https://a.org/b "
+                                                     "or 0.5 / 0.6 or 1/2.")
+    assert without_machine_paths(f"--out={tmp_path}/reports --results /srv/r.", tmp_path) == \
+        "--out=reports --results …/r."
+
+
+def table_blocks_apart(markdown: str) -> list[str]:
+    """The lines of ``markdown`` where a table touches what is around it: a header row right under a
+    non-blank line, or a line without a pipe right under a table row."""
+    from hashbench.analysis.tables import DELIMITER_ROW
+
+    lines = markdown.splitlines()
+    touching = [lines[i - 1] for i in range(1, len(lines)) if DELIMITER_ROW.match(lines[i])
+                and i >= 2 and lines[i - 2].strip()]
+    touching += [lines[i] for i in range(1, len(lines)) if lines[i - 1].startswith("|") and lines[i].strip()
+                 and "|" not in lines[i]]
+    return touching
+
+
+def test_tables_on_the_pages_never_touch(tmp_path, monkeypatch):
+    """Each table stands apart (a blank line above and below), also those of notes files that
+    put two tables one under the other: a Markdown reader sees every one of them."""
+    markdown = pytest.importorskip("markdown")
+    from hashbench.analysis.tables import DELIMITER_ROW
+
+    out = build_layout_report(tmp_path, monkeypatch, notes=NOTES + APPENDIX_NOTES + "after the tables\n")
+    for name in ("README.md", "appendix.md"):
+        text = (out / name).read_text()
+        assert not table_blocks_apart(text), name
+        headers = sum(bool(DELIMITER_ROW.match(line)) for line in text.splitlines())
+        assert headers >= 3 and markdown.markdown(text, extensions=["tables"]).count("<table>") == headers, name
+    assert "| csq | +0.4 |\n\n| method | x2 |" in (out / "appendix.md").read_text()
+
+
+def test_separate_tables_leaves_code_and_separated_tables_alone():
+    from hashbench.analysis.tables import separate_tables
+
+    apart = "text\n\n| a |\n|---|\n| 1 |\n\n| b |\n|:---:|\n| 2 |\n\n---\nend"
+    assert separate_tables(apart) == apart
+    fenced = "```\n| a |\n|---|\n| a |\n|---|\n```"
+    assert separate_tables(fenced) == fenced
+    assert separate_tables("# t\n| a |\n|---|\n| 1 |\n| b |\n|---|\n| 2 |\nend") == \
+        "# t\n\n| a |\n|---|\n| 1 |\n\n| b |\n|---|\n| 2 |\n\nend"
+
+
+def test_rows_are_grouped_under_their_family(tmp_path, monkeypatch):
+    out = build_layout_report(tmp_path, monkeypatch)
+
+    def first_cells(name: str) -> list[str]:
+        return [line.split("|")[1].strip() for line in (out / name).read_text().splitlines() if line.startswith("| ")]
+
+    table = (out / "map.md").read_text()
+    assert first_cells("map.md") == ["Method", "**pairwise**", "dpsh", "**center**", "csq", "**mutual**", "mlh",
+                                     "mlh-center", "*random codes*"]
+    group_row = next(line for line in table.splitlines() if line.startswith("| **center**"))
+    assert [cell.strip() for cell in group_row.split("|")[2:-1]] == ["", ""]  # one empty cell per column
+    assert ("- rows grouped by method family: pairwise: pairwise or triplet similarity; center: hash centers, "
+            "proxies, codebooks; mutual: MLH") in table
+    tex = (out / "map.tex").read_text()
+    assert "\\midrule\n\\multicolumn{3}{l}{\\textit{center}} \\\\\ncsq & " in tex
+    # ITQ, the baseline, is no row of the gain table: nor is its family's label
+    assert first_cells("gain-over-itq.md") == ["Method", "**pairwise**", "dpsh", "**center**", "csq", "**mutual**",
+                                               "mlh", "mlh-center"]
+    assert "shallow" not in (out / "gain-over-itq.md").read_text()
+    assert first_cells("map_unsupervised.md") == ["Method", "itq", "*random codes*"]  # one family: no label
+    assert first_cells("ablation.md") == ["Method", "mlh", "mlh-center", "*random codes*"]  # one ablated method
+
+
+def test_a_method_run_under_two_configs_in_one_table_gets_a_row_for_each(tmp_path):
+    """One tag holding DSDH at two learning rates (seeds 0 and 1 of one cell): two rows, each
+    naming its lr, never one mean over both; runtime keys and settings that differ between
+    datasets (K) split nothing; a run without a config keeps its method's name."""
+    from hashbench.analysis.report import build_report
+
+    root, tag = tmp_path / "results", "validation-curve"
+    maps = {}
+    for seed, lr in ((0, 0.1), (1, 0.2)):
+        maps[lr] = fake_run(root, "dsdh", 16, seed, quality=0.05 + 0.2 * seed, tag=tag, protocol={"validation": 10})
+        patch_record(run_dir(root, "toy", "dsdh", 16, seed, tag=tag), config={
+            "method": "dsdh", "seed": seed, "lr": lr, "epochs": 30, "validation": 10, "tag": tag,
+            "data_root": f"/data{seed}", "eval_every": seed + 1, "hparams": {"alpha": 1.0}})
+    for dataset, topk in (("toy", 100), ("other", 50)):
+        for seed in SEEDS:
+            fake_run(root, "dpsh", 16, seed, quality=0.1, tag=tag, dataset=dataset, protocol={"validation": 10})
+            patch_record(run_dir(root, dataset, "dpsh", 16, seed, tag=tag), config={
+                "lr": 0.1, "topk": topk, "device": f"cuda:{seed}", "validation": 10})
+    fake_run(root, "csq", 16, 0, quality=0.1, tag=tag)
+    build_report(root, tmp_path / "report", figures=False)
+    rows = table_rows((tmp_path / "report" / f"map-{tag}.md").read_text())
+    assert set(rows) == {"Method", "dpsh", "dsdh (lr=0.1)", "dsdh (lr=0.2)", "csq"}
+    for lr, values in maps.items():
+        assert re.findall(r"(\d\.\d{4}) \((\d)\)", rows[f"dsdh (lr={lr})"]) == [(f"{values['expected']:.4f}", "1")]
+    assert len(re.findall(r"± \d\.\d{4} \(2\)", rows["dpsh"])) == 2  # both seeds, on each dataset
+    frame = pd.read_csv(tmp_path / "report" / f"map-{tag}.csv")
+    assert set(frame.method) == {"dpsh", "dsdh (lr=0.1)", "dsdh (lr=0.2)", "csq", "random-codes"}
+
+
+def test_row_labels_compare_only_what_records_state():
+    """A hyperparameter differs like a config key; a key one record does not state (written before
+    the key existed) is compared among those that state it, a neutral key at its neutral value."""
+    from hashbench.analysis.report import row_labels
+
+    def record(method: str, seed: int, dataset: str = "toy", **config) -> dict:
+        return {"method": method, "dataset": dataset, "bits": 16, "seed": seed, "status": "done",
+                "config": {"method": method, "dataset": dataset, "bits": 16, "seed": seed, **config}}
+
+    found = [(Path("a"), record("m", 0, lr=0.1, hparams={"alpha": 1})),
+             (Path("b"), record("m", 1, lr=0.1, hparams={"alpha": 2}, augment="none")),
+             (Path("c"), record("m", 2, lr=0.1, hparams={"alpha": 1}, validation=0, device="cpu")),
+             (Path("d"), {**record("m", 3), "config": None}),
+             (Path("e"), record("n", 0, lr=0.1, hparams={"beta": None})),
+             (Path("f"), record("n", 1, lr=0.1, hparams={"beta": None}, allow_outside_root=False))]
+    frame = records_frame(found)
+    labels = row_labels(frame, {str(path): rec for path, rec in found})
+    assert labels.tolist() == ["m (alpha=1)", "m (alpha=2)", "m (alpha=1)", "m", "n", "n"]
+
+
+def synthetic_table(means: dict[str, list[float | None]], columns: list[tuple[str, int]]):
+    from hashbench.analysis.tables import Cell, MapTable
+
+    cells = {(row, *column): Cell(mean=value, std=None, n=int(value is not None))
+             for row, values in means.items() for column, value in zip(columns, values, strict=True)}
+    return MapTable(list(means), columns, cells, [])
+
+
+def test_summary_sentences_state_what_the_table_holds():
+    from hashbench.analysis import summary
+
+    columns = [("toy", 16), ("toy", 32), ("toy", 64)]
+    table = synthetic_table({"a": [0.50, 0.60, 0.40], "b": [0.55, 0.58, 0.47], "base": [0.20, 0.30, 0.50],
+                             "c": [None, 0.10, 0.05]}, columns)
+    assert summary.best_per_column(table) == [
+        "toy: best at 16 bits b (0.5500; a next, 5.00 points lower), at 32 bits a (0.6000; b next, 2.00 points "
+        "lower), at 64 bits base (0.5000; b next, 3.00 points lower)."]
+    assert summary.gain_range(table, "base", ["a", "b", "c"], "They") == (
+        "They gain from -45.0 points (c, toy 64 bits) to +35.0 (b, toy 16 bits) over base; below base in some "
+        "column: c, a, b (3 of 3).")
+    assert summary.gain_range(table, "c", ["a", "b"], "They") == (
+        "They gain from +35.0 points (a, toy 64 bits) to +50.0 (a, toy 32 bits) over c; every one of them is "
+        "above c in every column.")
+    assert summary.gain_range(table, "c", ["c"], "They") is None
+    assert summary.ablation_gaps(table, {"base": ["a", "c"]}) == [
+        "a minus base: -10.0 to +30.0 points, above it in 2 of 3 columns.",
+        "c minus base: -45.0 to -20.0 points, above it in 0 of 2 columns."]
+    assert summary.length_trend(table) == ["toy: lower at 64 bits than at 16 bits for a (-10.0 points), b (-8.0 "
+                                           "points); 2 of 3 rows."]
+    rising = synthetic_table({"a": [0.1, 0.2], "b": [0.3, 0.3]}, [("toy", 16), ("toy", 32)])
+    assert summary.length_trend(rising) == ["toy: no row is lower at 32 bits than at 16 bits (2 rows)."]
+    single = synthetic_table({"a": [0.25]}, [("toy", 16)])
+    assert summary.best_per_column(single) == ["toy: best at 16 bits a (0.2500; the only row with a number)."]
+    assert summary.length_trend(single) == []
+
+    runs = pd.DataFrame({"method": ["m1", "m1", "m2", "m2", "m2", "m2"], "dataset": "toy",
+                         "bits": [16, 16, 16, 32, 32, 32], "status": ["done"] * 5 + ["failed"],
+                         "map_expected": [0.50, 0.52, 0.40, 0.30, 0.30, np.nan],
+                         "map_index": [0.49, 0.50, 0.40, 0.33, np.nan, np.nan]})
+    assert summary.tie_rule_gap(runs) == (
+        "map_expected@K (ties: expectation over orders) and map@K (ties broken by database index) differ by 0.00 "
+        "to 3.00 points in a cell (means over seeds), most for m2 (toy 32 bits), where map@K is higher.")
+
+
+def test_the_page_summary_names_each_columns_bold_cell(tmp_path, monkeypatch):
+    """The generated sentences on the page agree with the tables they follow."""
+    out = build_layout_report(tmp_path, monkeypatch)
+    page = (out / "README.md").read_text()
+    summary = page[page.index("## Summary"):page.index("## Unfinished runs")]
+    for name, label in (("map.md", "Supervised methods"), ("map_unsupervised.md", "Unsupervised methods"),
+                        (f"map-{TAG}.md", f"Tag `{TAG}`")):
+        rows = table_rows((out / name).read_text())
+        columns = [cell.strip() for cell in rows.pop("Method").split("|")[2:-1]]
+        sentence = next(line for line in summary.splitlines() if line.startswith(f"- {label}, best per column"))
+        for index, column in enumerate(columns):
+            best = [(method, cell) for method, line in rows.items()
+                    if (cell := line.split("|")[2 + index].strip()).startswith("**")]
+            (method, cell), = best
+            assert f"at {column.split()[-2]} bits {method} ({cell.strip('*').split()[0]};" in sentence
+    gain = table_rows((out / "gain-over-itq.md").read_text())
+    values = {float(cell) for method, line in gain.items() if method != "Method" for cell in line.split("|")[2:-1]}
+    assert f"gain from {min(values):+.1f} points" in summary and f"to {max(values):+.1f} (" in summary
+    assert "- Tie rules: map_expected@K" in summary and "- Ablation: mlh-center minus mlh: " in summary
+
+
+def test_appendix_options_from_an_experiment_file(cli, tmp_path, monkeypatch):
+    """[report] appendix_tags and appendix_notes: checked as the command line's, the notes file
+    inside the working directory, a missing one named in one line."""
+    monkeypatch.chdir(tmp_path)
+    layout_results(tmp_path / "results")
+    (tmp_path / "appendix-notes.md").write_text(APPENDIX_NOTES)
+    config = tmp_path / "x.toml"
+    config.write_text('methods = ["csq"]\n\n[report]\nappendix_tags = ["equal-head"]\n'
+                      'appendix_notes = "appendix-notes.md"\nfigures = false\n')
+    result = cli("report", "--config", config)
+    assert result.exit_code == 0, result.output
+    appendix = (tmp_path / "reports" / "appendix.md").read_text()
+    assert "### Convergence check" in appendix and "tag `equal-head`" in appendix
+    assert "tag `equal-head`\n" not in (tmp_path / "reports" / "README.md").read_text()
+
+    config.write_text('methods = ["csq"]\n\n[report]\nappendix_notes = "../secret.md"\n')
+    outside = cli("report", "--config", config)
+    assert outside.exit_code != 0 and len(outside.output.strip().splitlines()) == 1
+    assert "[report] appendix_notes '../secret.md' leads outside" in outside.output
+    assert "give it on the command line as --appendix-notes instead" in outside.output
+    missing = cli("report", "--appendix-notes", "nope.md")
+    assert missing.exit_code != 0 and "--appendix-notes: appendix notes file not found: nope.md" in missing.output
+
+
+@pytest.mark.slow
+def test_benchmark_tables_say_which_runs_they_show(tmp_path):
+    """The appendix's tables from benchmarks/validation_curves.py and convergence.py: a line above
+    each says which runs it shows, and each row names its tag and lr (curves) or its seeds."""
+    import os
+    import subprocess
+    import sys
+
+    def script(name: str, *args: object) -> None:
+        subprocess.run([sys.executable, REPO / "benchmarks" / name, "--results", tmp_path / "results", "--datasets",
+                        "digits", "--methods", "csq", "--bits", "16", *map(str, args)],
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, check=False)
+
+    script("validation_curves.py", "--epochs", 2, "--every", 1, "--validation", 100, "--set", "lr=2e-3", "--tag",
+           "curve-lr", "--out", tmp_path / "curves.md")
+    lines = (tmp_path / "curves.md").read_text().splitlines()
+    assert lines[:2] == ["Validation curves of csq (digits; 16 bits, seed 0, 100 held-out training items; 2 epochs, a "
+                         "point every 1 epochs; tag curve-lr; --set lr=2e-3):", ""]
+    assert lines[2].startswith("| method | dataset | tag | lr | recipe epochs |")
+    assert lines[4].startswith("| csq | digits | curve-lr | 0.002 | ")
+    script("convergence.py", "--seeds", 0, "--out", tmp_path / "convergence.md")  # exits 1 where not converged
+    lines = (tmp_path / "convergence.md").read_text().splitlines()
+    assert lines[:2] == ["The recipes of csq against their schedule stretched x2 (tag epochs-x2), seeds 0:", ""]
+    assert lines[2].startswith("| method | dataset | bits | seeds | epochs |")
+    assert lines[4].startswith("| csq | digits | 16 | 1 | ")
+
+
+def test_summary_names_the_row_the_table_sets_in_bold_when_means_tie():
+    from hashbench.analysis import summary
+    from hashbench.analysis.tables import map_table
+
+    runs = pd.DataFrame({"method": ["a", "b", "c"], "dataset": "toy", "bits": 16, "status": "done", "topk": 100,
+                         "map_expected": [0.5, 0.5, 0.1], "family": "other", "backbone": "x", "weights": None})
+    table = map_table(runs)
+    (bold,) = [row for row in table.rows if table.cells[(row, "toy", 16)].rank == 1]
+    assert summary.best_per_column(table) == [f"toy: best at 16 bits {bold} (0.5000; "
+                                              f"{({'a', 'b'} - {bold}).pop()} next, 0.00 points lower)."]
