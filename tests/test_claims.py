@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 
 from hashbench.engine import claims
 from hashbench.engine.claims import Claim

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 from hashbench.analysis.tables import markdown_text
 from hashbench.config import RunConfig

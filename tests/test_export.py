@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke
+from helpers import invoke, make_list_dataset
 from PIL import Image
-from test_listfile import make_list_dataset
 
 from hashbench.data.datasets import load_dataset
 from hashbench.data.images import ImageTransform, decode_image

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke
-from test_reliability import write_list_dataset
-from test_report import fake_run
+from helpers import fake_run, invoke, write_list_dataset
 
 import hashbench.deploy.model as model_module
 import hashbench.engine.checkpoint as checkpoint_module

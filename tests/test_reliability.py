@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import write_list_dataset
 
 from hashbench.engine.checkpoint import read_checkpoint
 from hashbench.methods.csq import CSQ
@@ -45,25 +44,6 @@ def test_nan_loss_fails_the_run_keeps_checkpoint_and_the_grid_goes_on(cli, tmp_p
     assert record["status"] == "failed" and "step 30" in record["reason"]
     assert read_checkpoint(failed / "checkpoint.pt")["epoch"] == 1  # the last good one
     assert json.loads((tmp_path / "digits/csq/16/seed0/result.json").read_text())["status"] == "done"
-
-
-def write_list_dataset(root, corrupt: bool):
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir(parents=True)
-    lines = {"train": [], "test": [], "database": []}
-    for i in range(60):
-        role = "train" if i < 30 else ("test" if i < 40 else "database")
-        cls = i % 3
-        path = root / "img" / f"{i}.jpg"
-        pixels = np.full((16, 16, 3), 60 + 80 * cls, dtype=np.uint8) + rng.integers(0, 20, (16, 16, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(path)
-        lines[role].append(f"img/{i}.jpg " + " ".join("1" if c == cls else "0" for c in range(3)))
-    if corrupt:
-        data = (root / "img" / "45.jpg").read_bytes()  # a database image: every one is encoded
-        (root / "img" / "45.jpg").write_bytes(data[:100])  # truncated inside the header
-    for role, rows in lines.items():
-        (root / f"{role}.txt").write_text("\n".join(rows) + "\n")
-    return root
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import THREAD_LIMITS, subprocess_env
+from helpers import THREAD_LIMITS, subprocess_env
 
 from hashbench.engine.checkpoint import read_checkpoint
 from hashbench.results import load_codes

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import invoke
+from helpers import invoke, make_list_dataset
 from PIL import Image
-from test_listfile import make_list_dataset
 
 from hashbench.cli import main
 from hashbench.data.datasets import load_dataset
