@@ -17,7 +17,10 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 from hashbench.cli import main
+from hashbench.config import RunConfig
+from hashbench.engine.runner import make_record
 from hashbench.eval import evaluate
+from hashbench.planning import CommandLine, plan_runs
 from hashbench.results import run_dir, save_codes, write_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -155,6 +158,21 @@ def fake_run(root: Path, method: str, bits: int, seed: int, quality: float, *, d
         "timing": {"train_s": 1.0},
     })
     return {"index": by_index.maps[100], "expected": expected.maps[100]}
+
+
+def planned(methods: str, bits: int = 16, **values) -> list[RunConfig]:
+    """The configs of ``hashbench run --methods METHODS --bits BITS`` with ``values`` as options or
+    ``--set`` would give them (on digits), resolved and validated as the command resolves them."""
+    return [run.config for run in plan_runs(CommandLine(grid={"methods": methods.split(","), "bits": [bits]},
+                                                        values=values))]
+
+
+def record_done(config: RunConfig, root: Path) -> Path:
+    """A finished record of ``config`` under ``root`` as the runner writes one, without training
+    (no protocol, metrics, codes or model): what decides whether a run is skipped or refused."""
+    folder = config.folder(root)
+    write_record(folder, make_record(config, status="done"))
+    return folder
 
 
 # --- losses against their transcriptions ---------------------------------------------------

@@ -34,7 +34,7 @@ def nan_method():
 
 
 def test_nan_loss_fails_the_run_keeps_checkpoint_and_the_grid_goes_on(cli, tmp_path, nan_method):
-    result = cli("run", "--methods", f"{nan_method},csq", "--bits", "16", "--epochs", "3", "--results", tmp_path,
+    result = cli("run", "--methods", f"{nan_method},csq", "--bits", "16", "--epochs", "2", "--results", tmp_path,
                  "--no-progress")
     assert result.exit_code == 1
     assert "non-finite loss nan at step 30 (epoch 1)" in result.output
