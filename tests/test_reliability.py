@@ -46,7 +46,6 @@ def test_nan_loss_fails_the_run_keeps_checkpoint_and_the_grid_goes_on(cli, tmp_p
     assert json.loads((tmp_path / "digits/csq/16/seed0/result.json").read_text())["status"] == "done"
 
 
-@pytest.mark.slow
 def test_corrupt_image_is_named_and_skip_corrupt_counts_it(cli, tmp_path):
     data = write_list_dataset(tmp_path / "data", corrupt=True)
     args = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
@@ -107,7 +106,6 @@ def test_a_list_set_without_labels_is_refused_before_any_run(cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.slow
 def test_duplicates_and_overlap_are_warned_once_and_recorded(cli, tmp_path):
     data = write_list_dataset(tmp_path / "data", corrupt=False)
     database = (data / "database.txt").read_text()
