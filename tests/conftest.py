@@ -1,27 +1,14 @@
-"""Shared fixtures: the read-only ../shared folder, a CLI runner and tiny synthetic data."""
+"""Fixtures only (shared helpers live in helpers.py): the read-only ../shared folder and what is
+made from it, a CLI runner, single-threaded children, double precision."""
 
 from __future__ import annotations
 
-import os
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
-
-from hashbench.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HASHBENCH_SHARED", REPO.parent / "shared"))
-#: Thread-pool sizes of the math libraries; a test's subprocesses share the cores with the
-#: suite and each other, and oversubscribed pools made the suite several times slower.
-THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    """The environment to start a test's subprocess with: this one, one thread per pool."""
-    return {**os.environ, **THREAD_LIMITS, **extra}
+from helpers import SHARED, THREAD_LIMITS, invoke
 
 
 @pytest.fixture
@@ -80,11 +67,6 @@ def torch_home(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (home / "hub" / "checkpoints").mkdir(parents=True)
     (home / "hub" / "checkpoints" / weights.name).symlink_to(weights)
     return home
-
-
-def invoke(*args: str) -> Result:
-    """Run the CLI in-process; a failure shows its output in the assertion message."""
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

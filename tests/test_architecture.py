@@ -72,3 +72,28 @@ def test_no_method_imports_another_method():
         allowed = {"hashbench", "hashbench.method", "hashbench.blocks", "hashbench.losses", "hashbench.validation",
                    "hashbench.models", "hashbench.models.centers"}
         assert GRAPH[name] <= allowed, f"{name} imports {sorted(GRAPH[name] - allowed)}"
+
+
+TESTS = Path(__file__).resolve().parent
+#: Modules a test module must not import: the other test modules and conftest (pytest's, for fixtures).
+TEST_MODULES = {path.stem for path in TESTS.glob("*.py") if path.stem == "conftest" or path.stem.startswith("test_")}
+
+
+def imported_test_modules(source: str) -> list[str]:
+    """The test modules (or conftest) ``source`` imports, at any depth (inside functions too)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                 else [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        found += [name for name in names if name.split(".")[0] in TEST_MODULES]
+    return found
+
+
+def test_tests_share_helpers_through_helpers_py_only():
+    """What test modules share lives in tests/helpers.py; importing another test module runs its
+    module-level code and ties the two together, and conftest is pytest's file for fixtures."""
+    assert imported_test_modules("import conftest\ndef f():\n    from test_listfile import make_list_dataset\n") == [
+        "conftest", "test_listfile"]
+    offenders = {path.name: imported for path in sorted(TESTS.glob("*.py"))
+                 if (imported := imported_test_modules(path.read_text()))}
+    assert offenders == {}

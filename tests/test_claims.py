@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 
 from hashbench.engine import claims
 from hashbench.engine.claims import Claim
@@ -95,7 +95,6 @@ def take_over_stale_claim(folder: str, contender: int, start, everyone_decided, 
         everyone_decided.wait(timeout=120)  # hold the claim until every contender has tried
 
 
-@pytest.mark.slow
 def test_concurrent_takeovers_of_a_stale_claim_leave_one_owner(tmp_path, single_threaded_children):
     contenders = 3
     write_claim(tmp_path, os.getpid(), age_s=3600)

@@ -9,10 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import planned, record_done
 
 from hashbench.cli import main
+from hashbench.engine.distributed import World
+from hashbench.engine.preflight import preflight
 from hashbench.registry import METHODS
-from hashbench.results import load_codes
+from hashbench.results import CODES, MODEL, RECORD, TB_DIR, archive_previous, load_codes, write_record
 
 CHANCE = 0.1  # ten balanced classes
 
@@ -35,7 +38,7 @@ def test_run_skip_and_report(cli, tmp_path):
         assert record["versions"]["torch"]
         codes = load_codes(folder)
         assert codes["query_codes"].shape == (200, bits) and codes["database_codes"].shape == (1597, bits)
-        assert not (folder / "checkpoint.pt").exists()
+        assert not (folder / "checkpoint.pt").exists() and not (folder / "tb").exists()  # no tracking unless asked
     again = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "3", "--results", results, "--no-progress")
     assert again.exit_code == 0 and "skipped" in again.output
 
@@ -71,13 +74,23 @@ def test_progress_off_a_terminal_is_a_few_plain_lines(cli, tmp_path):
     assert len(lines) < 12, out.output
 
 
-def test_force_archives_the_old_record(cli, tmp_path):
-    args = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--results", tmp_path, "--no-progress"]
-    assert cli(*args).exit_code == 0
-    assert cli(*args, "--force").exit_code == 0
-    archived = list((tmp_path / "digits" / "csq" / "16" / "seed0" / "history").glob("*/result.json"))
-    assert len(archived) == 1
-    assert (archived[0].parent / "model.pt").is_file()  # the old model goes with its record
+def test_force_archives_the_old_record_with_its_codes_model_and_curves(tmp_path):
+    """What ``run --force`` (and a rerun over a damaged record) moves aside before the run
+    trains again; that it does so is in test_integrity (edited lists, a damaged record)."""
+    folder = tmp_path / "digits" / "csq" / "16" / "seed0"
+    write_record(folder, {"method": "csq", "dataset": "digits", "bits": 16, "seed": 0, "status": "done",
+                          "timing": {"finished_at": "2024-05-06T07:08:09+00:00"}})
+    for name in (CODES, MODEL):
+        (folder / name).write_text(f"the old run's {name}")
+    (folder / TB_DIR).mkdir()
+    (folder / TB_DIR / "events").write_text("the old run's curves")
+    archive_previous(folder)
+    (archived,) = (folder / "history").iterdir()
+    assert archived.name.startswith("2024-05-06")  # named by the time the old run finished
+    assert sorted(p.name for p in archived.iterdir()) == sorted([RECORD, CODES, MODEL, TB_DIR])
+    assert (archived / MODEL).read_text() == f"the old run's {MODEL}"  # the old model goes with its record
+    assert (archived / TB_DIR / "events").read_text() == "the old run's curves"
+    assert [p.name for p in folder.iterdir()] == ["history"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -111,13 +124,17 @@ def test_bad_input_is_one_line_and_nonzero(cli, tmp_path, args, message):
 
 
 def test_a_record_made_with_another_config_is_never_reused(cli, tmp_path):
+    """Checked before anything trains: the same config skips its finished run, another one is
+    refused naming what changed, and a tag makes it a run of its own in another folder."""
+    (config,) = planned("csq", epochs=1)
+    record_done(config, tmp_path)
     base = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--results", tmp_path, "--no-progress"]
-    assert cli(*base).exit_code == 0
+    assert "skipped, record exists" in cli(*base).output
     other = cli(*base, "--set", "center_weight=2")
     assert other.exit_code != 0 and "another config (hparams.center_weight 1.0 -> 2.0" in other.output
-    tagged = cli(*base, "--set", "center_weight=2", "--set", "tag=heavy")
-    assert tagged.exit_code == 0, tagged.output
-    assert (tmp_path / "digits" / "csq+heavy" / "16" / "seed0" / "result.json").is_file()
+    (tagged,) = planned("csq", epochs=1, center_weight=2.0, tag="heavy")
+    assert tagged.folder(tmp_path) == tmp_path / "digits" / "csq+heavy" / "16" / "seed0"
+    preflight([tagged], tmp_path, force=False, ranks=World(), warn=pytest.fail)  # not refused
 
 
 def test_an_unexpected_error_in_one_run_is_recorded_and_the_grid_goes_on(cli, tmp_path, monkeypatch):

@@ -7,9 +7,8 @@ import hashlib
 
 import numpy as np
 import pytest
+from helpers import make_coco_release, make_list_dataset
 from PIL import Image
-from test_data_prepare import make_coco_release
-from test_listfile import make_list_dataset
 
 from hashbench.data import load_dataset
 from hashbench.data.check import check_dataset, dataset_problems, screen_for_run

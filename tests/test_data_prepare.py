@@ -10,54 +10,13 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import COCO_NAMES, make_coco_release, save_image
 
 import hashbench.data.prepare as prepare_module
 from hashbench.data import load_dataset
 from hashbench.data.prepare import prepare
 from hashbench.data.standard import PROTOCOLS, imagenet100_classes
 from hashbench.validation import HashbenchError
-
-#: COCO 2014's 80 categories in id order, with their (non-contiguous) ids.
-COCO_IDS = [*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83),
-            *range(84, 91)]
-COCO_NAMES = ("person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign "
-              "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella "
-              "handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard "
-              "surfboard tennis_racket bottle wine_glass cup fork knife spoon bowl banana apple sandwich orange "
-              "broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed dining_table toilet tv laptop "
-              "mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors "
-              "teddy_bear hair_drier toothbrush")
-COCO_NAMES = [name.replace("_", " ") for name in COCO_NAMES.split()]
-
-
-def save_image(path, rng, size=8):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(path)
-
-
-def make_coco_release(root, per_subset=(24, 12), unlabelled=3, size=8):
-    """annotations/instances_{train,val}2014.json over generated images; the first train image
-    shows only a person (id 1), the last ``unlabelled`` images of each subset have no annotation."""
-    rng = np.random.default_rng(0)
-    categories = [{"id": i, "name": n, "supercategory": "x"} for i, n in zip(COCO_IDS, COCO_NAMES, strict=True)]
-    rng.shuffle(categories)  # listing order must not matter
-    for subset, count in zip(("train2014", "val2014"), per_subset, strict=True):
-        images, annotations = [], []
-        for k in range(count):
-            image_id = 1000 * (subset == "val2014") + k + 1
-            name = f"COCO_{subset}_{image_id:012d}.jpg"
-            save_image(root / subset / name, rng, size)
-            images.append({"id": image_id, "file_name": name, "width": size, "height": size})
-            if k >= count - unlabelled:
-                continue
-            cats = [1] if (subset, k) == ("train2014", 0) else rng.choice(COCO_IDS, rng.integers(1, 4), replace=False)
-            annotations += [{"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c), "iscrowd": 0}
-                            for c in cats]
-        (root / "annotations").mkdir(parents=True, exist_ok=True)
-        (root / "annotations" / f"instances_{subset}.json").write_text(
-            json.dumps({"images": images, "annotations": annotations, "categories": categories}))
-    return root
 
 
 def make_nuswide_release(root, flat=False):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 
 from hashbench.engine.distributed import World
 from hashbench.registry import METHODS

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from helpers import subprocess_env
 
 from hashbench.eval import evaluate, mean_average_precision
 

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from helpers import REPO, fake_run
 
 from hashbench.analysis.tables import markdown_text
 from hashbench.config import RunConfig
-from hashbench.results import load_codes
 from hashbench.validation import HashbenchError
 
 
@@ -48,26 +47,27 @@ out = "{out}"
 """
 
 
-@pytest.mark.slow
-def test_a_config_file_and_the_same_flags_give_identical_records(cli, tmp_path, monkeypatch):
+def test_a_config_file_and_the_same_flags_give_identical_runs(cli, tmp_path, monkeypatch):
+    """The file's runs are the flags' runs: the same folders (the file's results), configs and
+    fingerprints, so the same records (the same config gives the same codes: test_resume).
+    ``report --config`` takes the file's [report] table and names the file on every page."""
     monkeypatch.chdir(tmp_path)  # [report] out is inside the working directory
-    config = write(tmp_path / "grid.toml", GRID.format(results=tmp_path / "file", out="report"))
-    assert cli("run", "--config", config, "--no-progress").exit_code == 0
-    flags = cli("run", "--methods", "csq,dpsh", "--bits", "16", "--epochs", "2", "--set", "lr=0.002",
-                "--set", "center_weight=2", "--results", tmp_path / "flags", "--no-progress")
-    assert flags.exit_code == 0, flags.output
-    for method in ("csq", "dpsh"):
-        by_file, by_flags = (tmp_path / root / "digits" / method / "16" / "seed0" for root in ("file", "flags"))
-        a, b = record(by_file), record(by_flags)
-        assert a["config"] == b["config"]
-        assert a["fingerprint"] == b["fingerprint"] and a["metrics"] == b["metrics"]
-        for name, codes in load_codes(by_file).items():
-            np.testing.assert_array_equal(codes, load_codes(by_flags)[name])
-        assert not (by_file / "tb").exists()  # no tracking unless asked for
-    assert record(tmp_path / "file" / "digits" / "csq" / "16" / "seed0")["config"]["hparams"]["center_weight"] == 2.0
+    config = write(tmp_path / "grid.toml", GRID.format(results=tmp_path / "results", out="report"))
+    by_file = show(cli, "--config", config)
+    by_flags = show(cli, "--methods", "csq,dpsh", "--bits", "16", "--epochs", "2", "--set", "lr=0.002",
+                    "--set", "center_weight=2", "--results", tmp_path / "results")
+    assert [run["config"]["method"] for run in by_file] == ["csq", "dpsh"]
+    for a, b in zip(by_file, by_flags, strict=True):
+        assert (a["folder"], a["fingerprint"], a["config"]) == (b["folder"], b["fingerprint"], b["config"])
+        assert a["folder"].startswith(str(tmp_path / "results" / "digits"))
+        assert a["config"]["epochs"] == 2 and a["config"]["lr"] == 0.002 and not a["config"]["tensorboard"]
+    assert by_file[0]["config"]["hparams"]["center_weight"] == 2.0
 
+    for method in ("csq", "dpsh"):
+        fake_run(tmp_path / "results", method, 16, 0, quality=0.1, dataset="digits")
     report = cli("report", "--config", config)  # [report]: out, no figures; results: the top level's
     assert report.exit_code == 0, report.output
+    assert not (tmp_path / "report" / "figures").exists()
     digest = hashlib.sha256(config.read_bytes()).hexdigest()[:12]
     named = markdown_text(f"{config} (sha256 {digest})")  # outside a git work tree the path is the one given
     assert named in (tmp_path / "report" / "README.md").read_text()
@@ -325,12 +325,7 @@ def test_tensorboard_curves_are_written_and_readable(cli, tmp_path):
              if tag.startswith("metrics/")}
     assert final["map@1597"] == pytest.approx(done["metrics"]["map@1597"])
     assert final["map_expected@1597"] == pytest.approx(done["metrics"]["map_expected@1597"])
-    assert done["config"]["tensorboard"] is True
-
-    rerun = cli("run", "--methods", "csq", "--bits", "16", "--epochs", "2", "--set", "tensorboard=true",
-                "--results", tmp_path, "--no-progress", "--force")
-    assert rerun.exit_code == 0, rerun.output
-    assert len(list((folder / "history").glob("*/tb"))) == 1  # archived with the old record
+    assert done["config"]["tensorboard"] is True  # a --force rerun archives tb/ with the record: test_cli
 
 
 @pytest.mark.parametrize(("table", "key"), [

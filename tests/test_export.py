@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke
+from helpers import invoke, make_list_dataset
 from PIL import Image
-from test_listfile import make_list_dataset
 
 from hashbench.data.datasets import load_dataset
 from hashbench.data.images import ImageTransform, decode_image
@@ -56,7 +55,6 @@ def encode_in_batches(module: torch.nn.Module, pixels: torch.Tensor) -> np.ndarr
         return torch.cat([module(pixels[i : i + 256]) for i in range(0, len(pixels), 256)]).numpy()
 
 
-@pytest.mark.slow
 def test_artifact_recorded_and_loads_with_weights_only(runs: Path) -> None:
     folder = run_folder(runs, "dpsh")
     info = read_record(folder)["artifacts"]["model"]
@@ -68,7 +66,6 @@ def test_artifact_recorded_and_loads_with_weights_only(runs: Path) -> None:
     assert not payload["frozen"] and payload["input_size"] == 8
 
 
-@pytest.mark.slow
 def test_keep_model_false_writes_and_records_none(runs: Path) -> None:
     folder = runs / "digits" / "dpsh+nomodel" / "16" / "seed0"
     assert read_record(folder)["status"] == "done"
@@ -79,7 +76,6 @@ def test_keep_model_false_writes_and_records_none(runs: Path) -> None:
     assert read_record(folder)["fingerprint"] == read_record(run_folder(runs, "dpsh"))["fingerprint"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dpsh", "greedyhash", "itq"])
 def test_loaded_model_reproduces_database_codes(runs: Path, method: str) -> None:
     folder = run_folder(runs, method)
@@ -87,7 +83,6 @@ def test_loaded_model_reproduces_database_codes(runs: Path, method: str) -> None
     assert np.array_equal(encode_in_batches(load_model(folder), pixels), packed)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["dpsh", "greedyhash", "itq"])
 def test_torchscript_export_reproduces_database_codes(runs: Path, method: str, tmp_path: Path) -> None:
     folder = run_folder(runs, method)
@@ -118,7 +113,6 @@ def test_onnx_export_reproduces_database_codes(runs: Path, tmp_path: Path) -> No
     assert codes.shape == packed.shape and (np.unpackbits(codes ^ packed).mean() < 0.01)
 
 
-@pytest.mark.slow
 def test_run_without_artifact_is_one_line_error(runs: Path, tmp_path: Path) -> None:
     folder = tmp_path / "old"
     shutil.copytree(run_folder(runs, "dpsh"), folder)
@@ -137,7 +131,6 @@ def test_run_without_artifact_is_one_line_error(runs: Path, tmp_path: Path) -> N
         assert len(message.splitlines()) == 1 and str(folder) in message and "--force" in message
 
 
-@pytest.mark.slow
 def test_frozen_pretrained_backbone_is_kept_by_name_not_copied(runs: Path) -> None:
     """Every run of a frozen grid shares its backbone: the artifact names the weights (here a
     file) instead of holding a copy, and the model rebuilt from them gives the run's codes."""

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_list_dataset
 from PIL import Image
-from test_listfile import make_list_dataset
 
 from hashbench.data import ImageTransform, load_dataset, sources
 from hashbench.engine.features import FEATURES_VERSION, cached_features, feature_key, needed_items

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke
-from test_reliability import write_list_dataset
-from test_report import fake_run
+from helpers import fake_run, invoke, planned, record_done, write_list_dataset
 
 import hashbench.deploy.model as model_module
 import hashbench.engine.checkpoint as checkpoint_module
@@ -172,11 +170,18 @@ def test_non_finite_cached_features_fail_the_frozen_run(cli, tmp_path, monkeypat
 
 # --- 2. artifacts are checked against their digests ------------------------------------------
 
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished DPSH run on digits, its model kept (trained once for the tests below)."""
+    root = tmp_path_factory.mktemp("finished")
+    assert invoke("run", "--methods", "dpsh", *RUN, "--epochs", "1", "--results", root).exit_code == 0
+    return folder_of(root, "dpsh")
+
+
 @pytest.fixture
-def finished_run(tmp_path: Path) -> Path:
-    """A finished DPSH run on digits, its model kept."""
-    assert invoke("run", "--methods", "dpsh", *RUN, "--epochs", "1", "--results", tmp_path).exit_code == 0
-    return folder_of(tmp_path, "dpsh")
+def finished_run(trained_run: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`trained_run` of the test's own, to damage."""
+    return Path(shutil.copytree(trained_run, folder_of(tmp_path, "dpsh")))
 
 
 def test_record_states_the_codes_digest(finished_run):
@@ -213,7 +218,7 @@ def test_damaged_codes_are_one_line_for_search_and_index(finished_run, state):
 
 
 def test_flipped_bytes_in_a_checkpoint_weight_are_refused(cli, tmp_path):
-    args = ["run", "--methods", "csq", *RUN, "--epochs", "2", "--results", tmp_path]
+    args = ["run", "--methods", "csq", *RUN, "--epochs", "1", "--results", tmp_path]
     assert cli(*args, "--set", "keep_checkpoint=true").exit_code == 0
     folder = folder_of(tmp_path, "csq")
     checkpoint = folder / "checkpoint.pt"
@@ -260,7 +265,8 @@ def test_damaged_record_is_one_error_naming_the_file(tmp_path, content, detail):
 
 def test_grid_reports_a_damaged_record_and_goes_on_force_archives_it(cli, tmp_path):
     args = ["run", "--methods", "csq,dpsh", *RUN, "--epochs", "1", "--results", tmp_path]
-    assert cli(*args).exit_code == 0
+    for config in planned("csq,dpsh", epochs=1):  # two finished runs (records alone: neither is trained again)
+        record_done(config, tmp_path)
     record = folder_of(tmp_path, "csq") / "result.json"
     damaged = record.read_bytes()[:100]
     record.write_bytes(damaged)

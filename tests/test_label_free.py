@@ -72,7 +72,6 @@ def test_closed_form_fit_is_recorded_and_refuses_fine_tuning(tmp_path, monkeypat
     assert record["timing"]["train_s"] > 0
 
 
-@pytest.mark.slow
 def test_itq_beats_lsh_on_the_default_dataset(cli, tmp_path):
     result = cli("run", "--methods", "itq,lsh", "--bits", "32", "--results", tmp_path, "--no-progress")
     assert result.exit_code == 0, result.output

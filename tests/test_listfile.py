@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
+from helpers import make_list_dataset
 from PIL import Image
 
 from hashbench.config import RunConfig, config_fingerprint
@@ -14,20 +14,6 @@ from hashbench.data import load_dataset
 from hashbench.data.datasets import LoadOptions
 from hashbench.data.sources import read_list_file, release_folder
 from hashbench.validation import HashbenchError
-
-
-def make_list_dataset(root, labels_by_role, size=12):
-    """Write tiny images and train/test/database list files under ``root``."""
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir(parents=True, exist_ok=True)
-    for role, rows in labels_by_role.items():
-        lines = []
-        for i, row in enumerate(rows):
-            name = f"img/{role}_{i}.png"
-            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / name)
-            lines.append(name + " " + " ".join(str(v) for v in row))
-        (root / f"{role}.txt").write_text("\n".join(lines) + "\n")
-    return root
 
 
 def test_single_and_multi_label_files(tmp_path):

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from helpers import assert_same_value_and_grad, labels_for, shares
 
 from hashbench.engine.runner import optimizer_step
 from hashbench.method import create_method
@@ -31,32 +31,8 @@ from hashbench.registry import METHODS
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-def labels_for(multi_label: bool, n: int = 6, classes: int = 4, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    if multi_label:
-        y = (torch.rand(n, classes, generator=g) < 0.4).double()
-        y[y.sum(1) == 0, 0] = 1
-        return y
-    return F.one_hot(torch.randint(0, classes, (n,), generator=g), classes).double()
-
-
-def shares(a, b) -> float:
-    return float(any(x > 0 and y > 0 for x, y in zip(a.tolist(), b.tolist(), strict=True)))
-
-
 def softplus(x: float) -> float:
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-def assert_same_value_and_grad(fast, slow, *inputs):
-    a = [x.clone().requires_grad_(True) for x in inputs]
-    b = [x.clone().requires_grad_(True) for x in inputs]
-    va, vb = fast(*a), slow(*b)
-    assert va.item() == pytest.approx(vb.item(), rel=1e-9, abs=1e-12)
-    ga = torch.autograd.grad(va, a)
-    gb = torch.autograd.grad(vb, b)
-    for x, y in zip(ga, gb, strict=True):
-        torch.testing.assert_close(x, y, rtol=1e-7, atol=1e-10)
 
 
 # --- DPSH --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from test_methods import assert_same_value_and_grad, labels_for, shares
+from helpers import assert_same_value_and_grad, labels_for, shares
 
 from hashbench.blocks import binary_sign
 from hashbench.method import create_method

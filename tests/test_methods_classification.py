@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_methods import assert_same_value_and_grad, labels_for
+from helpers import assert_same_value_and_grad, labels_for
 
 from hashbench.blocks import ClassifierOutput
 from hashbench.losses import classification_loss

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from test_methods import assert_same_value_and_grad, labels_for, shares
+from helpers import assert_same_value_and_grad, labels_for, shares
 
 from hashbench.losses import l1_quantization, pairwise_likelihood, pairwise_similarity
 from hashbench.methods.dch import DCH, dch_loss

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_methods import assert_same_value_and_grad, labels_for
+from helpers import assert_same_value_and_grad, labels_for
 
 from hashbench.blocks import dcc_b_step, dcc_bit_update, ridge
 from hashbench.losses import feature_similarity_mse

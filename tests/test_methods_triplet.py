@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from test_methods import assert_same_value_and_grad, labels_for, shares
+from helpers import assert_same_value_and_grad, labels_for, shares
 
 from hashbench.blocks import EpochClock
 from hashbench.methods.adsh import ADSH, adsh_loss, adsh_v_step, positive_ratio, soft_similarity

@@ -135,7 +135,7 @@ def test_dataset_recipes_of_a_method_apply_by_pattern():
 
 def test_infeasible_centers_fail_in_one_line_before_any_run(cli, tmp_path):
     """CSQ at 8 bits cannot place 100 random centers at distance 2: refused up front."""
-    from test_listfile import make_list_dataset
+    from helpers import make_list_dataset
 
     eye = [[int(i == c) for i in range(100)] for c in range(100)]
     root = make_list_dataset(tmp_path / "many", {"train": eye, "test": eye[:2], "database": eye[:3]}, size=8)

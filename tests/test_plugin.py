@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import subprocess_env
+from helpers import subprocess_env
 
 from hashbench.method import create_method
 from hashbench.registry import METHODS

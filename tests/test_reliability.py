@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import write_list_dataset
 
 from hashbench.engine.checkpoint import read_checkpoint
 from hashbench.methods.csq import CSQ
@@ -35,7 +34,7 @@ def nan_method():
 
 
 def test_nan_loss_fails_the_run_keeps_checkpoint_and_the_grid_goes_on(cli, tmp_path, nan_method):
-    result = cli("run", "--methods", f"{nan_method},csq", "--bits", "16", "--epochs", "3", "--results", tmp_path,
+    result = cli("run", "--methods", f"{nan_method},csq", "--bits", "16", "--epochs", "2", "--results", tmp_path,
                  "--no-progress")
     assert result.exit_code == 1
     assert "non-finite loss nan at step 30 (epoch 1)" in result.output
@@ -47,26 +46,6 @@ def test_nan_loss_fails_the_run_keeps_checkpoint_and_the_grid_goes_on(cli, tmp_p
     assert json.loads((tmp_path / "digits/csq/16/seed0/result.json").read_text())["status"] == "done"
 
 
-def write_list_dataset(root, corrupt: bool):
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir(parents=True)
-    lines = {"train": [], "test": [], "database": []}
-    for i in range(60):
-        role = "train" if i < 30 else ("test" if i < 40 else "database")
-        cls = i % 3
-        path = root / "img" / f"{i}.jpg"
-        pixels = np.full((16, 16, 3), 60 + 80 * cls, dtype=np.uint8) + rng.integers(0, 20, (16, 16, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(path)
-        lines[role].append(f"img/{i}.jpg " + " ".join("1" if c == cls else "0" for c in range(3)))
-    if corrupt:
-        data = (root / "img" / "45.jpg").read_bytes()  # a database image: every one is encoded
-        (root / "img" / "45.jpg").write_bytes(data[:100])  # truncated inside the header
-    for role, rows in lines.items():
-        (root / f"{role}.txt").write_text("\n".join(rows) + "\n")
-    return root
-
-
-@pytest.mark.slow
 def test_corrupt_image_is_named_and_skip_corrupt_counts_it(cli, tmp_path):
     data = write_list_dataset(tmp_path / "data", corrupt=True)
     args = ["run", "--methods", "csq", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
@@ -127,7 +106,6 @@ def test_a_list_set_without_labels_is_refused_before_any_run(cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.slow
 def test_duplicates_and_overlap_are_warned_once_and_recorded(cli, tmp_path):
     data = write_list_dataset(tmp_path / "data", corrupt=False)
     database = (data / "database.txt").read_text()

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from helpers import REPO, fake_run
 from PIL import Image
 
 from hashbench.analysis.tables import markdown_code
@@ -19,7 +19,6 @@ from hashbench.eval import evaluate
 from hashbench.results import iter_records, records_frame, run_dir, save_codes, write_record
 
 METHODS = ["csq", "mlh", "mlh-center"]
-ABLATION_OF = {"mlh-center": "mlh"}
 BITS = [16, 32]
 SEEDS = [0, 1]
 TAG = "equal-head"
@@ -29,38 +28,6 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
-
-
-def fake_run(root: Path, method: str, bits: int, seed: int, quality: float, *, dataset: str = "toy",
-             tag: str | None = None, protocol: dict | None = None, supervised: bool = True) -> dict[str, float]:
-    """Codes = class prototype with a fraction of bits flipped; a better method flips fewer.
-
-    The database is sorted by descending class and most queries are of class 0, so breaking
-    ties by database index ranks relevant items last and ``map@K`` falls below ``map_expected@K``.
-    ``protocol`` adds keys to the record's protocol, which by default states only K (as a
-    hand-made record might).
-    """
-    rng = np.random.default_rng(zlib.crc32(f"{dataset}/{tag}/{method}/{bits}/{seed}".encode()))
-    prototypes = rng.random((4, bits)) < 0.5
-    q_cls = rng.choice(4, size=40, p=[0.7, 0.1, 0.1, 0.1])
-    d_cls = np.sort(rng.integers(0, 4, 300))[::-1]
-    q = prototypes[q_cls] ^ (rng.random((40, bits)) < quality)
-    d = prototypes[d_cls] ^ (rng.random((300, bits)) < quality)
-    ql, dl = np.eye(4, dtype=bool)[q_cls], np.eye(4, dtype=bool)[d_cls]
-    folder = run_dir(root, dataset, method, bits, seed, tag=tag)
-    save_codes(folder, query_codes=q, database_codes=d, query_labels=ql, database_labels=dl)
-    by_index = evaluate(q, d, ql, dl, topks=(100,), ties="index")
-    expected = evaluate(q, d, ql, dl, topks=(100,), ties="expected")
-    write_record(folder, {
-        "schema": 2, "method": method, "dataset": dataset, "bits": bits, "seed": seed, "tag": tag, "status": "done",
-        "method_info": {"ablation_of": ABLATION_OF.get(method), "supervised": supervised},
-        "backbone": {"name": "small_cnn", "weights": None},
-        "protocol": {"topk": 100, **(protocol or {})},
-        "metrics": {"topk": 100, **by_index.as_dict(), "map_expected@100": expected.maps[100]},
-        "history": [{"epoch": e + 1, "loss": 1.0 / (e + 1)} for e in range(3)],
-        "timing": {"train_s": 1.0},
-    })
-    return {"index": by_index.maps[100], "expected": expected.maps[100]}
 
 
 @pytest.fixture(scope="module")
@@ -468,7 +435,7 @@ def test_markdown_code_spans_hold_any_backticks():
 def test_a_named_folder_dataset_is_shown_by_its_name(cli, tmp_path):
     """NAME=listfile:DIR: folders, console lines, tables and figure files say NAME, never the
     path; the record keeps the whole spec, and search still finds the files."""
-    from test_listfile import make_list_dataset
+    from helpers import make_list_dataset
 
     data = make_list_dataset(tmp_path / "data", {"train": [[1, 0], [0, 1]] * 4, "test": [[1, 0], [0, 1]],
                                                  "database": [[1, 0], [0, 1]] * 6})

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import THREAD_LIMITS, subprocess_env
+from helpers import THREAD_LIMITS, planned, subprocess_env
 
-from hashbench.engine.checkpoint import read_checkpoint
+from hashbench.engine.checkpoint import read_checkpoint, save_checkpoint
 from hashbench.results import load_codes
 
 ARGS = ["--methods", "csq", "--bits", "16", "--epochs", "3", "--no-progress"]
@@ -74,16 +74,18 @@ def test_kill_9_then_rerun_resumes_to_identical_codes(tmp_path, run_to_end):
 
 
 def test_checkpoint_from_another_config_is_refused(cli, tmp_path):
-    base = ["--methods", "csq", "--bits", "16", "--epochs", "2", "--no-progress", "--results", tmp_path]
-    assert cli("run", *base, "--set", "keep_checkpoint=true").exit_code == 0
-    folder = run_folder(tmp_path)
-    (folder / "result.json").unlink()  # as if the run had been interrupted
-    result = cli("run", *base, "--lr", "0.01")
+    """A run never resumes from a checkpoint that another config wrote (that a run resumes from
+    its own, to the same codes, is the test above); the checkpoint stays as it was."""
+    (other,) = planned("csq", epochs=3)
+    checkpoint = other.folder(tmp_path) / "checkpoint.pt"
+    state = {"fingerprint": other.fingerprint(), "epoch": 1}
+    save_checkpoint(checkpoint, state)  # as an interrupted run of the other config leaves it
+    result = cli("run", *ARGS, "--lr", "0.01", "--results", tmp_path)
     assert result.exit_code != 0
-    assert "written under another config" in result.output
-    record = json.loads((folder / "result.json").read_text())
+    assert f"{checkpoint} was written under another config (fingerprint {other.fingerprint()} != " in result.output
+    record = json.loads((run_folder(tmp_path) / "result.json").read_text())
     assert record["status"] == "failed" and "refusing to resume" in record["reason"]
-    assert (folder / "checkpoint.pt").exists()  # kept, not overwritten
+    assert read_checkpoint(checkpoint) == state  # kept, not overwritten
 
 
 def test_same_command_twice_gives_identical_codes(cli, tmp_path):

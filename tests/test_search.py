@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import invoke
+from helpers import invoke, make_list_dataset
 from PIL import Image
-from test_listfile import make_list_dataset
 
 from hashbench.cli import main
 from hashbench.data.datasets import load_dataset
@@ -71,7 +70,6 @@ def first_of_its_code(folder: Path) -> int:
     return int(codes["database_index"][np.sort(first)[len(first) // 2]])
 
 
-@pytest.mark.slow
 def test_search_item_finds_itself_first(run: Path) -> None:
     item = first_of_its_code(run)
     result = invoke("search", run, "--item", item, "--topk", "5", "--json")
@@ -86,7 +84,6 @@ def test_search_item_finds_itself_first(run: Path) -> None:
     assert text.splitlines()[0] == f"query: item {item}  label {label}" and f"item {item}" in text.splitlines()[1]
 
 
-@pytest.mark.slow
 def test_an_item_query_of_a_list_file_dataset_names_its_file_and_labels(tmp_path: Path) -> None:
     """--item N counts train.txt's lines, then test.txt's, then database.txt's: N = 9 is the
     second query here, printed with its file and labels (text and JSON)."""
@@ -102,7 +99,6 @@ def test_an_item_query_of_a_list_file_dataset_names_its_file_and_labels(tmp_path
     assert text.splitlines()[0] == f"query: item 9  {data / 'img' / 'test_1.png'}  label 1"
 
 
-@pytest.mark.slow
 def test_search_image_file_equals_search_item(run: Path, tmp_path: Path) -> None:
     item = first_of_its_code(run)
     pixels = load_dataset("digits").images.pixels[item].permute(1, 2, 0).numpy()
@@ -113,7 +109,6 @@ def test_search_image_file_equals_search_item(run: Path, tmp_path: Path) -> None
     assert by_file == by_item
 
 
-@pytest.mark.slow
 def test_search_backends_agree_on_a_run(run: Path) -> None:
     if not faiss_available():
         pytest.skip("faiss-cpu is an optional extra: pip install 'hashbench[search]'")
@@ -122,7 +117,6 @@ def test_search_backends_agree_on_a_run(run: Path) -> None:
     assert outputs[0] == outputs[1]
 
 
-@pytest.mark.slow
 def test_index_file_holds_database_codes(run: Path, tmp_path: Path) -> None:
     out = tmp_path / "db.index"
     out.write_bytes(b"an older index")
@@ -130,7 +124,6 @@ def test_index_file_holds_database_codes(run: Path, tmp_path: Path) -> None:
     assert np.array_equal(load_arrays(out)["codes"], load_codes(run)["database_codes"])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("content", "expected"), [(b"not an image", "corrupt or truncated image"), (None, "missing")])
 def test_bad_query_image_is_one_line_error(run: Path, tmp_path: Path, content: bytes | None, expected: str) -> None:
     path = tmp_path / "query.jpg"
@@ -141,7 +134,6 @@ def test_bad_query_image_is_one_line_error(run: Path, tmp_path: Path, content: b
     assert len(result.output.strip().splitlines()) == 1 and expected in result.output and str(path) in result.output
 
 
-@pytest.mark.slow
 def test_search_needs_one_kind_of_query(run: Path) -> None:
     result = CliRunner().invoke(main, ["search", str(run)])
     assert result.exit_code == 1 and "--image PATH or as --item N" in result.output
@@ -149,7 +141,6 @@ def test_search_needs_one_kind_of_query(run: Path) -> None:
     assert result.exit_code == 1 and "item must be an index" in result.output
 
 
-@pytest.mark.slow
 def test_report_draws_retrieval_examples_or_says_why_not(run: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from hashbench.analysis import figures

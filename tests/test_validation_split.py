@@ -59,7 +59,6 @@ def test_curve_point_equals_the_shorter_run(cli, tmp_path):
     assert short["protocol"]["sizes"] == {"train": 1297, "query": 300, "database": 1297}
 
 
-@pytest.mark.slow
 def test_validation_mAP_is_named_so_and_a_frozen_run_records_no_augmentation(cli, tmp_path, monkeypatch):
     """The console line, the log and the report's table say "validation mAP (held-out training
     items)"; a frozen run records that its cached features were not augmented, while its config
