@@ -1,11 +1,12 @@
 """One run's configuration: every key declared once, and every value checked in one place.
 
-Each field of :class:`RunConfig` carries its :class:`~hashbench.method.Param` (default, type,
-limits, help) and says whether it is a runtime key (it changes nothing about the trained
+Each field of :class:`RunConfig` carries its :class:`~hashbench.validation.Param` (default,
+type, limits, help) and says whether it is a runtime key (it changes nothing about the trained
 model, so the fingerprint leaves it out) and which command-line option sets it besides
 ``--set``. A method's hyperparameters are Params too, so config keys and hyperparameters form
 one key space: ``--set``, an experiment file's top level and its ``[method.NAME]`` tables all
-take any of them, and :func:`resolve_with_sources` checks every value with its Param.
+take any of them. :func:`resolve_with_sources` merges a run's layers and checks each merged
+value once, with its Param.
 
 A run's values come from layers, lowest first (``hashbench config show`` names the layer of
 every value):
