@@ -80,7 +80,7 @@ hashbench's, not the papers': each length is a point of the method's validation 
 (`benchmarks/validation_curves.py`: 1,000 held-out training items of `cifar10`, seed 0; the
 mean mAP over 16/32/64 bits for CSQ, OrthoHash, MLH, DPSH and HashNet, the 32-bit curve alone
 for the methods added later; the test queries are never looked at). The curves and a
-x2-schedule check on the test split are on the appendix page of the [report](../reports/cifar10-frozen/README.md).
+x2-schedule check on the test split are on the [appendix page](../reports/cifar10-frozen/appendix.md) of the report.
 How every method is evaluated (and where the references' evaluations differ) is in
 [architecture](architecture.md#evaluation).
 """
