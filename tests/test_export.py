@@ -24,8 +24,8 @@ from hashbench.results import RECORD, read_record
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Finished digits runs: DPSH and GreedyHash fine-tuned (small CNN), ITQ in closed form on
-    cached raw pixels, a DPSH run told not to keep its model, and one on a frozen small CNN
-    loaded from a weights file."""
+    cached raw pixels, a DPSH run told not to keep its model, one on a frozen small CNN
+    loaded from a weights file, and two seeds on a frozen randomly initialised one."""
     root = tmp_path_factory.mktemp("export") / "results"
     torch.manual_seed(0)
     torch.save(build_backbone("small_cnn").module.state_dict(), root.parent / "small_cnn.pth")
@@ -35,6 +35,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
            "--no-progress")
     invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--results", root, "--no-progress",
            "--set", "keep_model=false", "--set", "tag=nomodel")
+    invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--results", root, "--no-progress",
+           "--frozen-backbone", "--seeds", "0,1", "--set", "tag=frozen-random")
     return root
 
 
@@ -144,6 +146,18 @@ def test_frozen_pretrained_backbone_is_kept_by_name_not_copied(runs: Path) -> No
     assert np.array_equal(encode_in_batches(load_model(folder), pixels), packed)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_frozen_random_backbone_is_kept_and_each_seed_has_its_own_features(runs: Path, seed: int) -> None:
+    """A randomly initialised backbone is the seed's: the artifact holds its state, and the
+    feature cache keys it by its values, so seed 1's codes come from seed 1's backbone (they
+    came from seed 0's cached features, and the kept model gave other codes)."""
+    folder = runs / "digits" / "dpsh+frozen-random" / "16" / f"seed{seed}"
+    assert read_record(folder)["backbone"]["weights"] == "random init"
+    assert torch.load(folder / MODEL, map_location="cpu", weights_only=True)["backbone_state"] is not None
+    pixels, packed = database_pixels(folder)
+    assert np.array_equal(encode_in_batches(load_model(folder), pixels), packed)
+
+
 def test_export_never_replaces_a_file_without_force(tmp_path: Path) -> None:
     out = tmp_path / "kept.pt"
     out.write_bytes(b"the user's file")
@@ -158,16 +172,34 @@ def test_export_never_replaces_a_file_without_force(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def list_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fine-tuned run on a list-file dataset of 56x56 images (stored, as every file, at 256 px)."""
+def list_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs on a list-file dataset of 56x56 images (stored, as every file, at 256 px), fine-tuned
+    and frozen (small_cnn with the dataset's DEFAULT weights: it has none, so random init)."""
     root = tmp_path_factory.mktemp("export_list")
     data = make_list_dataset(root / "data", {"train": [[1, 0], [0, 1]] * 6, "test": [[1, 0], [0, 1]] * 2,
                                              "database": [[1, 0], [0, 1]] * 5}, size=56)
-    result = invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
-                    "--backbone", "small_cnn", "--set", "image_size=32", "--results", root / "r", "--no-progress")
-    assert result.exit_code == 0, result.output
-    (record,) = (root / "r").glob("**/result.json")
+    for mode in ("--fine-tune", "--frozen-backbone"):
+        result = invoke("run", "--methods", "dpsh", "--bits", "16", "--epochs", "1", "--datasets", f"listfile:{data}",
+                        "--backbone", "small_cnn", "--set", "image_size=32", mode, "--set", f"tag={mode[2:]}",
+                        "--results", root / "r", "--no-progress")
+        assert result.exit_code == 0, result.output
+    return root / "r"
+
+
+@pytest.fixture(scope="module")
+def list_run(list_runs: Path) -> Path:
+    (record,) = list_runs.glob("*/dpsh+fine-tune/16/seed0/result.json")
     return record.parent
+
+
+def test_frozen_random_init_on_a_list_file_is_searchable(list_runs: Path) -> None:
+    """DEFAULT weights of a backbone without pretrained ones: the record says random init and
+    the artifact keeps the backbone's state (it was once kept by the name 'random init')."""
+    (record,) = list_runs.glob("*/dpsh+frozen-backbone/16/seed0/result.json")
+    assert read_record(record.parent)["backbone"]["weights"] == "random init"
+    pixels, packed = original_images(record.parent)
+    assert np.array_equal(encode_in_batches(load_model(record.parent), pixels), packed)
+    assert invoke("search", record.parent, "--item", "12", "--topk", "2").exit_code == 0
 
 
 def original_images(folder: Path) -> tuple[torch.Tensor, np.ndarray]:

@@ -18,7 +18,7 @@ from helpers import make_list_dataset
 from PIL import Image
 
 from hashbench.data import ImageTransform, load_dataset, sources
-from hashbench.engine.features import FEATURES_VERSION, cached_features, feature_key, needed_items
+from hashbench.engine.features import FEATURES_VERSION, cached_features, feature_key, needed_items, weights_identity
 from hashbench.models import build_backbone
 
 
@@ -120,6 +120,20 @@ def test_weights_file_is_keyed_by_content_not_path(tmp_path, monkeypatch):
     assert key == feature_key(data, "small_cnn", relative, transform)
     torch.save(build_backbone("small_cnn").module.state_dict(), tmp_path / "other.pth")
     assert key != feature_key(data, "small_cnn", build_backbone("small_cnn", None, "other.pth"), transform)
+
+
+def test_random_initial_weights_are_keyed_by_their_values():
+    """Each seed initialises a random backbone differently: its features are its own."""
+    data = load_dataset("digits")
+
+    def key(seed: int, name: str = "small_cnn") -> str:
+        torch.manual_seed(seed)
+        backbone = build_backbone(name, None)
+        return feature_key(data, name, backbone, ImageTransform(16, backbone.mean, backbone.std))
+
+    assert key(0) == key(0) and key(0) != key(1)
+    assert key(0, "raw") == key(1, "raw")  # no parameters: nothing random
+    assert weights_identity(build_backbone("raw", None)) is None
 
 
 def test_named_weights_keep_their_feature_key(cifar_tar):

@@ -2,7 +2,8 @@
 
 The key covers everything that changes the features: the dataset's source (with its
 content fingerprint) and size, the images' content, the backbone, its weights (a local
-weights file by the sha256 of its content, so any path to the same file hits the cache), the
+weights file by the sha256 of its content, so any path to the same file hits the cache;
+randomly initialised weights by the digest of their values, which the run's seed sets), the
 image size and the normalisation. A file whose key or checksum does not match is rebuilt,
 never used.
 
@@ -45,11 +46,22 @@ def needed_items(dataset: HashingDataset) -> np.ndarray:
 
 
 def weights_identity(backbone: Backbone) -> str | None:
-    """The weights in a feature key: a local file by its content; a torchvision name (or
-    none) as recorded, so keys of existing caches stay the same."""
-    if backbone.weights_file is None:
+    """The weights in a feature key: a local file by its content; a torchvision name as
+    recorded, so keys of existing caches stay the same; random initial weights by their values
+    (each seed draws others: one seed's features are not another's), none for a backbone
+    without parameters."""
+    if backbone.weights_file is not None:
+        return f"sha256:{file_sha256(backbone.weights_file)}"
+    if backbone.weights is not None:
         return backbone.weights
-    return f"sha256:{file_sha256(backbone.weights_file)}"
+    state = backbone.module.state_dict()
+    if not state:
+        return None
+    digest = hashlib.sha256()
+    for name, value in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return f"random init sha256:{digest.hexdigest()}"
 
 
 def images_digest(paths: list[Path]) -> str:

@@ -15,7 +15,7 @@ from hashbench.data.datasets import HashingDataset, display_name
 from hashbench.engine.distributed import World
 from hashbench.engine.launch import load_run_dataset
 from hashbench.engine.tracking import require_tensorboard
-from hashbench.models.backbones import RANDOM_INIT, build_backbone
+from hashbench.models.backbones import build_backbone
 from hashbench.registry import METHODS
 from hashbench.results import DamagedRecordError, read_record
 from hashbench.validation import HashbenchError
@@ -27,12 +27,12 @@ def data_key(config: RunConfig) -> tuple[Any, ...]:
             config.allow_outside_root)
 
 
-def describe_setup(config: RunConfig, weights: str | None, image_size: int) -> str:
-    """What a run trains with, as its record will state it: ``weights`` and ``image_size``
-    are those of the backbone its config builds."""
+def describe_setup(config: RunConfig, weights: str, image_size: int) -> str:
+    """What a run trains with, as its record will state it: ``weights`` (the label) and
+    ``image_size`` are those of the backbone its config builds."""
     mode = ("frozen backbone (cached features, no augmentation)" if config.frozen_backbone
             else f"fine-tuned, augment {config.augment}")
-    return (f"{display_name(config.dataset)}: backbone {config.backbone} ({weights or RANDOM_INIT}), "
+    return (f"{display_name(config.dataset)}: backbone {config.backbone} ({weights}), "
             f"{config.image_size or image_size} px, {mode}")
 
 
@@ -101,6 +101,6 @@ def preflight(jobs: list[RunConfig], root: Path, *, force: bool, ranks: World, w
     built = {}  # what each backbone's record will state: its weights and image size
     for setup in sorted({(c.backbone, c.weights, c.weights_path) for c in jobs}, key=str):
         backbone = build_backbone(*setup)
-        built[setup] = (backbone.weights, backbone.image_size)
+        built[setup] = (backbone.weights_label, backbone.image_size)
     setups = [describe_setup(c, *built[(c.backbone, c.weights, c.weights_path)]) for c in jobs]
     return Ready(loaded, list(dict.fromkeys(setups)))

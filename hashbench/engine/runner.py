@@ -242,7 +242,7 @@ def build(config: RunConfig, folder: Path, dataset: HashingDataset) -> TrainingR
     transform = ImageTransform(config.image_size or backbone.image_size, backbone.mean, backbone.std, config.augment)
     if ranks.is_main:
         log(f"{config.method} on {display_name(config.dataset)}, {config.bits} bits, seed {config.seed}: backbone "
-            f"{config.backbone} ({backbone.weights}), {transform.image_size} px, "
+            f"{config.backbone} ({backbone.weights_label}), {transform.image_size} px, "
             f"{'frozen' if config.frozen_backbone else 'fine-tuned'}, augment {applied_augment(config)}")
     feature_stats = None
     if config.frozen_backbone:
@@ -455,7 +455,7 @@ def make_record(config: RunConfig, *, status: str, reason: str | None = None, ru
         timing={**(timing or {}), "finished_at": _now()})
     if run is not None:
         record.protocol = {**run.dataset.protocol(), "data_digest": run.data_digest}
-        record.backbone = {"name": config.backbone, "weights": run.backbone.weights,
+        record.backbone = {"name": config.backbone, "weights": run.backbone.weights_label,
                            "image_size": run.transform.image_size, "frozen": config.frozen_backbone,
                            "feature_dim": run.backbone.feature_dim, "augment": applied_augment(config)}
         record.history, record.device, record.world_size = run.history, str(run.device), run.ranks.size

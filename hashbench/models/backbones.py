@@ -35,8 +35,13 @@ class Backbone:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    weights: str | None  # the weights' name or file, for the record
+    weights: str | None  # the pretrained weights' name or file; None: random initialisation
     weights_file: Path | None = None  # the local state dict it was loaded from, if any
+
+    @property
+    def weights_label(self) -> str:
+        """What the record and the console say of the weights: their name or file, or 'random init'."""
+        return self.weights or RANDOM_INIT
 
 
 @dataclass(frozen=True)
@@ -87,16 +92,14 @@ def load_state_dict_file(module: nn.Module, path: Path, backbone: str) -> None:
 
 def _build_small_cnn(weights: str | None, weights_path: Path | None) -> Backbone:
     # With no pretrained weights, the default ("DEFAULT", what every dataset but digits
-    # asks for) is random initialisation, and the record says so.
+    # asks for) is random initialisation.
     if weights not in (None, "none", "DEFAULT"):
         raise HashbenchError(f"small_cnn has no pretrained weights; got weights={weights!r}")
     module = SmallCNN()
     if weights_path is not None:
         load_state_dict_file(module, weights_path, "small_cnn")
-        recorded = str(weights_path)
-    else:
-        recorded = RANDOM_INIT if weights == "DEFAULT" else None
-    return Backbone(module, SmallCNN.feature_dim, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), recorded, weights_path)
+    return Backbone(module, SmallCNN.feature_dim, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                    str(weights_path) if weights_path else None, weights_path)
 
 
 def _strip_last_linear(attr: str) -> Callable[[nn.Module], int]:
