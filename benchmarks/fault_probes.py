@@ -148,17 +148,18 @@ def failed_run(folder_of: Callable[[Scratch], Path], *reasons: str) -> Callable[
     return check
 
 
+def flipped(part: bytes) -> bytes:
+    return bytes(b ^ 0xFF for b in part)
+
+
 def damage(path: Path, how: str) -> None:
+    """Spoil a file as a torn write, a wiped file or flipped bytes would (deterministically)."""
     data = path.read_bytes()
-    if how == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif how == "empty":
-        path.write_bytes(b"")
-    elif how == "garbage":
-        path.write_bytes(os.urandom(64) + data[64:] if path.suffix != ".json" else b"\x00\xff garbage")
-    elif how == "64 bytes in the middle":
-        middle = len(data) // 2
-        path.write_bytes(data[:middle] + os.urandom(64) + data[middle + 64:])
+    middle = len(data) // 2
+    path.write_bytes({"truncated": data[:middle], "empty": b"",
+                      "garbage": b"\x00\xff garbage" if path.suffix == ".json" else flipped(data[:64]) + data[64:],
+                      "64 bytes in the middle": data[:middle] + flipped(data[middle:middle + 64]) + data[middle + 64:],
+                      }[how])
 
 
 def run_folder(scratch: Scratch, method: str, results: str) -> Path:
