@@ -54,10 +54,10 @@ def test_pretrained_mobilenet_loads_offline(torch_home, monkeypatch):
 
 def test_backbone_without_pretrained_weights_takes_default_as_random_init(tmp_path):
     backbone = build_backbone("small_cnn", "DEFAULT")
-    assert backbone.weights == "random init"  # what the record shows
-    assert build_backbone("small_cnn", None).weights is None
+    assert backbone.weights is None and backbone.weights_label == "random init"  # the label: what the record shows
+    assert build_backbone("small_cnn", None).weights_label == "random init"
     path = tmp_path / "small_cnn.pth"
     torch.save(backbone.module.state_dict(), path)
-    assert build_backbone("small_cnn", "DEFAULT", path).weights == str(path)
+    assert build_backbone("small_cnn", "DEFAULT", path).weights_label == str(path)
     with pytest.raises(HashbenchError, match="small_cnn has no pretrained weights; got weights='IMAGENET1K_V1'"):
         build_backbone("small_cnn", "IMAGENET1K_V1")
