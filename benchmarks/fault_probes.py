@@ -67,9 +67,11 @@ class Scratch:
                               env=self.env, capture_output=True, text=True)
         return done.returncode, done.stdout + done.stderr
 
-    def list_dataset(self, edit: Callable[[dict[str, list[str]]], None] | None = None, name: str = "") -> Path:
-        """60 16x16 JPEGs of three classes (30 train, 10 test, 20 database); ``edit`` changes the
-        lines. Folders are numbered: a name that an error must hold would make any error pass."""
+    def list_dataset(self, edit: Callable[[dict[str, list[str]]], None] | None = None, name: str = "",
+                     copies: tuple[str, ...] = (), encoding: str = "utf-8") -> Path:
+        """60 16x16 JPEGs of three classes (30 train, 10 test, 20 database), plus ``copies`` of
+        the first under other names; ``edit`` changes the lines, written in ``encoding``.
+        Folders are numbered: a name that an error must hold would make any error pass."""
         self.datasets += 1
         root = self.root / "data" / (name or f"set{self.datasets}")
         (root / "img").mkdir(parents=True)
@@ -81,10 +83,12 @@ class Scratch:
                                                                                         dtype=np.uint8)
             Image.fromarray(pixels.astype(np.uint8)).save(root / "img" / f"{i}.jpg")
             lines[role].append(f"img/{i}.jpg " + " ".join("1" if c == i % 3 else "0" for c in range(3)))
+        for copy in copies:
+            shutil.copy(root / "img" / "0.jpg", root / "img" / copy)
         if edit:
             edit(lines)
         for role, rows in lines.items():
-            (root / f"{role}.txt").write_text("\n".join(rows) + "\n")
+            (root / f"{role}.txt").write_bytes(("\n".join(rows) + "\n").encode(encoding))
         return root
 
     def finished(self) -> Path:
@@ -319,30 +323,26 @@ def stale_lists() -> Probe:
                  lambda s, o: one_line_error(o, "made on other data"), wrong_if_failed=True)
 
 
+def accented_name(lines: dict[str, list[str]]) -> None:
+    lines["train"][2] = "img/café.jpg 1 0 0"
+
+
+def quoted_space(lines: dict[str, list[str]]) -> None:
+    lines["train"][0] = '"img/my photo.jpg" 1 0 0'
+
+
 def latin1() -> Probe:
-    def prepare(s: Scratch) -> list[list[object]]:
-        data = s.list_dataset()
-        shutil.copy(data / "img" / "0.jpg", data / "img" / "café.jpg")
-        lines = (data / "train.txt").read_text().splitlines()
-        lines[2] = "img/café.jpg 1 0 0"
-        (data / "train.txt").write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
-        return [list_run(data, "r-latin1")]
-    return Probe("6", "Latin-1 list file: run", prepare,
+    return Probe("6", "Latin-1 list file: run",
+                 lambda s: [list_run(s.list_dataset(accented_name, copies=("café.jpg",), encoding="latin-1"),
+                                     "r-latin1")],
                  lambda s, o: one_line_error(o, "train.txt:3", "UTF-8"))
 
 
-def quoted_space() -> Probe:
-    def prepare(s: Scratch) -> list[list[object]]:
-        data = s.list_dataset()
-        shutil.copy(data / "img" / "0.jpg", data / "img" / "my photo.jpg")
-        lines = (data / "train.txt").read_text().splitlines()
-        lines[0] = '"img/my photo.jpg" 1 0 0'
-        (data / "train.txt").write_text("\n".join(lines) + "\n")
-        return [list_run(data, "r-quoted")]
-
+def quoted() -> Probe:
     def check(s: Scratch, outcome: Outcome) -> str | None:
         return None if outcome.codes[-1] == 0 else f"exit {outcome.codes[-1]}: {outcome.last[-300:]}"
-    return Probe("6", "a quoted image name with a space: run finishes", prepare, check)
+    return Probe("6", "a quoted image name with a space: run finishes",
+                 lambda s: [list_run(s.list_dataset(quoted_space, copies=("my photo.jpg",)), "r-quoted")], check)
 
 
 def report_paths(key: str) -> Probe:
@@ -449,7 +449,7 @@ def probes() -> list[Probe]:
         report_paths("out"), report_paths("notes"),
         existing_out("export"), existing_out("index"),
         escaped_names(),
-        latin1(), quoted_space(),
+        latin1(), quoted(),
         bad_lists("6", "unquoted space", unquoted_space, "train.txt:1", "quote"),
         orphan_temporaries(), validation_size(), permissions_and_setup_line(),
     ]

@@ -25,6 +25,7 @@ from hashbench.engine.preflight import data_key, preflight
 from hashbench.engine.runner import execute, map_label
 from hashbench.experiment import Experiment
 from hashbench.method import family_key
+from hashbench.models.backbones import RANDOM_INIT
 from hashbench.planning import (
     GRID_KEYS,
     RUN_OPTIONS,
@@ -97,7 +98,7 @@ def method_lines() -> list[tuple[str, str]]:
 def dataset_setup(defaults: dict[str, Any]) -> str:
     """What a dataset is read with unless told otherwise: backbone, weights, image size."""
     backbone = defaults.get("backbone", RunConfig.backbone)
-    weights = defaults.get("weights", RunConfig.weights) or "random init"
+    weights = defaults.get("weights", RunConfig.weights) or RANDOM_INIT
     size = defaults.get("image_size") or "the weights' own"
     return f"default model: backbone {backbone} ({weights}), image size {size}; each method its reference recipe"
 
